@@ -1,0 +1,6 @@
+"""Losses and estimators: importance-weighted bounds and log-likelihoods."""
+
+from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
+from pyrogen.infer.iwae import Trace_IWAE
+
+__all__ = ["Trace_IWAE", "bits_per_dim", "elbo", "log_importance_weights", "log_likelihood"]

@@ -1,0 +1,207 @@
+r"""
+Per-data-point importance weights, and the estimators built on them.
+
+For a model :math:`p_\theta(x, z)` with local latents and an amortised guide
+:math:`q_\phi(z \mid x)`, the log importance weight of a draw
+:math:`z_k \sim q_\phi(z \mid x_n)` is
+
+.. math::
+    \log w_{kn} = \log p_\theta(x_n, z_k) - \log q_\phi(z_k \mid x_n),
+
+and :math:`\frac{1}{K} \sum_k w_{kn}` is an unbiased estimate of
+:math:`p_\theta(x_n)`. Its logarithm is a lower bound in expectation
+(Burda et al. 2016) that tightens as :math:`K` grows and equals the ELBO at
+:math:`K = 1`.
+
+Pyro's ``RenyiELBO(alpha=0)`` takes the log-sum-exp over particles of the whole
+minibatch's weight, not per data point (pyro issue 3104), and
+``pyro.infer.importance`` sums weights over the data plate; here every weight
+keeps its data-point index.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.util import site_is_subsample
+
+_PARTICLES = "num_particles_vectorized"
+
+
+def _data_frame(site: dict) -> Any:
+    for frame in site["cond_indep_stack"]:
+        if frame.name == "data":
+            return frame
+    raise ValueError(
+        f"sample site {site['name']!r} is outside the 'data' plate: per-data-point "
+        "importance weights need every latent variable to be local to a data point"
+    )
+
+
+def _site_log_prob(site: dict, shape: torch.Size) -> torch.Tensor:
+    log_prob = site["fn"].log_prob(site["value"])
+    return log_prob.expand(shape) if log_prob.shape != shape else log_prob
+
+
+def log_importance_weights(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    num_particles: int = 1,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    r"""
+    Draw ``num_particles`` latents per data point from the guide and return
+    the log importance weights :math:`\log w_{kn}` of shape
+    ``(num_particles, batch)``, with the minibatch scale of the ``"data"``
+    plate (``num_data / batch``; 1 without subsampling).
+
+    The particles form a vectorised plate at dim -2, so the model and guide
+    must put their data plate at dim -1 and have no other plate; every sample
+    site must sit inside the ``"data"`` plate. Differentiable when the guide is
+    reparameterised.
+
+    :param model: a Pyro model, e.g. :class:`~pyrogen.models.VAEModel`.
+    :param guide: its guide.
+    :param int num_particles: :math:`K`, draws per data point.
+    """
+    log_w, scale, _ = _weights_and_guide_trace(model, guide, args, kwargs, num_particles)
+    return log_w, scale
+
+
+def _weights_and_guide_trace(
+    model: Callable, guide: Callable, args: tuple, kwargs: dict, num_particles: int
+) -> tuple[torch.Tensor, torch.Tensor | float, poutine.Trace]:
+    if int(num_particles) < 1:
+        raise ValueError(f"num_particles must be a positive integer, got {num_particles}")
+    plate = pyro.plate(_PARTICLES, int(num_particles), dim=-2)
+    with plate:
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    with plate:
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+    log_w: torch.Tensor | float = 0.0
+    scale: torch.Tensor | float = 1.0
+    shape = None
+    for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if trace is guide_trace and site["is_observed"]:
+                continue
+            frame = _data_frame(site)
+            if shape is None:
+                shape = torch.Size((int(num_particles), frame.size))
+                if frame.full_size is not None and frame.full_size != frame.size:
+                    scale = frame.full_size / frame.size
+            log_w = log_w + sign * _site_log_prob(site, shape)
+    if shape is None:
+        raise ValueError("the model has no sample sites inside a 'data' plate")
+    return log_w, scale, guide_trace
+
+
+def _logmeanexp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
+
+
+def _batches(data: torch.Tensor | Iterable[torch.Tensor], batch_size: int):
+    if isinstance(data, torch.Tensor):
+        yield from data.split(batch_size)
+    else:
+        for batch in data:
+            yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def _default_chunk(batch_size: int, num_dims: int, budget: int) -> int:
+    # the decoder output, its log-density and their autograd-free temporaries
+    # are about 4 tensors of K x batch x dims floats
+    return max(1, budget // (4 * 4 * batch_size * max(num_dims, 1)))
+
+
+@torch.no_grad()
+def log_likelihood(
+    model: Callable,
+    guide: Callable,
+    data: torch.Tensor | Iterable[torch.Tensor],
+    *,
+    num_samples: int = 1000,
+    batch_size: int = 100,
+    chunk_size: int | None = None,
+    memory_budget: int = 512 * 2**20,
+    **kwargs: Any,
+) -> torch.Tensor:
+    r"""
+    The importance-sampled log-likelihood of every data point,
+
+    .. math::
+        \log \hat p(x_n) = \log \frac{1}{K} \sum_{k=1}^K
+            \frac{p_\theta(x_n, z_k)}{q_\phi(z_k \mid x_n)},
+        \qquad z_k \sim q_\phi(z \mid x_n),
+
+    vectorised over particles and data points and chunked over both, so memory
+    stays bounded whatever :math:`K` is.
+
+    :param data: a tensor ``(N, *data_shape)``, or an iterable of minibatches
+        (tensors, or tuples whose first item is the tensor).
+    :param int num_samples: :math:`K`, importance samples per data point.
+    :param int batch_size: data points per chunk (tensor input only).
+    :param int chunk_size: particles per chunk; by default as many as fit
+        ``memory_budget`` bytes.
+    :param kwargs: passed to model and guide.
+    :returns: a CPU tensor of shape ``(N,)`` in nats.
+    """
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    results = []
+    for x in _batches(data, int(batch_size)):
+        k_chunk = chunk_size or _default_chunk(x.shape[0], x[0].numel(), memory_budget)
+        parts, done = [], 0
+        while done < num_samples:
+            k = min(int(k_chunk), num_samples - done)
+            log_w, _ = log_importance_weights(model, guide, x, num_particles=k, **kwargs)
+            parts.append(torch.logsumexp(log_w, 0))
+            done += k
+        results.append((torch.logsumexp(torch.stack(parts), 0) - math.log(num_samples)).cpu())
+    if not results:
+        raise ValueError("data is empty")
+    return torch.cat(results)
+
+
+@torch.no_grad()
+def elbo(
+    model: Callable,
+    guide: Callable,
+    data: torch.Tensor | Iterable[torch.Tensor],
+    *,
+    num_particles: int = 1,
+    batch_size: int = 100,
+    **kwargs: Any,
+) -> torch.Tensor:
+    r"""
+    A Monte Carlo estimate of every data point's ELBO,
+    :math:`\frac{1}{K}\sum_k \log w_{kn}`, as a CPU tensor ``(N,)`` in nats.
+    """
+    results = []
+    for x in _batches(data, int(batch_size)):
+        log_w, _ = log_importance_weights(model, guide, x, num_particles=num_particles, **kwargs)
+        results.append(log_w.mean(0).cpu())
+    if not results:
+        raise ValueError("data is empty")
+    return torch.cat(results)
+
+
+def bits_per_dim(log_likelihood: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
+    r"""Convert a log-likelihood in nats to bits per dimension, :math:`-\log p(x) / (D \ln 2)`."""
+    if int(num_dims) < 1:
+        raise ValueError(f"num_dims must be a positive integer, got {num_dims}")
+    return -log_likelihood / (int(num_dims) * math.log(2.0))

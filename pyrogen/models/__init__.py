@@ -1,0 +1,40 @@
+"""Model families: each a Pyro model/guide pair plus a facade."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from pyrogen.models.likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
+    GaussianLikelihood,
+    build_likelihood,
+)
+from pyrogen.models.vae import VAE, VAEGuide, VAEModel
+
+#: model name -> facade class; every facade takes its ``config`` as keyword arguments.
+MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
+
+
+def build_model(name: str, **config: Any) -> nn.Module:
+    """Build the model family ``name`` (a key of :data:`MODELS`) from its config."""
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {tuple(MODELS)}, got {name!r}")
+    return MODELS[name](**config)
+
+
+__all__ = [
+    "BernoulliLikelihood",
+    "ContinuousBernoulliLikelihood",
+    "GaussianLikelihood",
+    "LIKELIHOODS",
+    "MODELS",
+    "VAE",
+    "VAEGuide",
+    "VAEModel",
+    "build_likelihood",
+    "build_model",
+]

@@ -1,0 +1,33 @@
+"""Neural networks of pyrogen: plain :class:`torch.nn.Module` s that the models wrap.
+
+* :class:`MLP`, :class:`MLPEncoder`, :class:`MLPDecoder`: fully connected networks;
+* :class:`ConvTrunk`, :class:`ConvEncoder`, :class:`ConvDecoder`: DCGAN-style networks for
+  28x28 and 64x64 images;
+* :func:`build_encoder`, :func:`build_decoder`: build either by name (``"mlp"``, ``"conv"``).
+
+Encoders map ``(..., *data_shape)`` to ``(loc, scale)``, each ``(..., latent_dim)`` with
+``scale > 0``; decoders map ``(..., latent_dim)`` to unnormalised ``(..., *data_shape)``.
+"""
+
+from __future__ import annotations
+
+from .conv import SUPPORTED_SIZES, ConvDecoder, ConvEncoder, ConvTrunk, conv_trunk, dcgan_init_
+from .factory import ARCHITECTURES, build_decoder, build_encoder
+from .mlp import ACTIVATIONS, MLP, LeakyReLU, MLPDecoder, MLPEncoder
+
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "SUPPORTED_SIZES",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvTrunk",
+    "LeakyReLU",
+    "MLP",
+    "MLPDecoder",
+    "MLPEncoder",
+    "build_decoder",
+    "build_encoder",
+    "conv_trunk",
+    "dcgan_init_",
+]

@@ -1,0 +1,169 @@
+"""
+The training configuration, and the objects built from it: the Pyro loss,
+the torch optimiser, the learning-rate schedule and the KL weight schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyro.infer
+import torch
+
+from pyrogen.infer import Trace_IWAE
+
+OBJECTIVES = ("elbo", "meanfield", "iwae")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "exponential", "cosine", "step")
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class TrainConfig:
+    """
+    Everything a training run depends on; saved as ``config.json`` in the run
+    folder and in every checkpoint.
+
+    :param str objective: ``"elbo"`` (``Trace_ELBO``), ``"meanfield"``
+        (``TraceMeanField_ELBO``: the Gaussian KL in closed form) or
+        ``"iwae"`` (:class:`~pyrogen.infer.Trace_IWAE`).
+    :param int num_particles: particles per data point for the objective.
+    :param str lr_schedule: ``constant``, ``exponential`` (``lr * lr_decay**epoch``),
+        ``cosine`` (to ``lr_min`` at the last epoch) or ``step`` (``lr *= lr_decay``
+        at each epoch in ``lr_milestones``).
+    :param float beta: the final weight of the KL term.
+    :param int kl_warmup: epochs over which the KL weight rises linearly from
+        ``beta / kl_warmup`` to ``beta`` (0: no warm-up).
+    :param int patience: stop when the validation loss has not improved for this
+        many epochs (0: no early stopping).
+    :param bool jit: compile the loss with ``torch.jit`` (``JitTrace_ELBO``);
+        training batches then all have ``batch_size`` points (the last,
+        smaller one of each epoch is dropped: shuffling changes it each epoch).
+    """
+
+    model: str = "vae"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    data_dir: str | None = None
+    binarize: str = "none"
+    validation_size: int | float | None = None
+    limit: int | None = None
+    epochs: int = 10
+    batch_size: int = 100
+    objective: str = "elbo"
+    num_particles: int = 1
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.1
+    lr_min: float = 0.0
+    lr_milestones: list[int] = field(default_factory=list)
+    clip_norm: float | None = None
+    beta: float = 1.0
+    kl_warmup: int = 0
+    patience: int = 0
+    jit: bool = True
+    device: str = field(default_factory=default_device)
+    seed: int = 0
+    num_pictures: int = 64
+
+    def __post_init__(self) -> None:
+        def positive(name: str, integer: bool = True) -> None:
+            value = getattr(self, name)
+            if (integer and not isinstance(value, int)) or not value > 0:
+                kind = "a positive integer" if integer else "a positive number"
+                raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+        for name in ("epochs", "batch_size", "num_particles"):
+            positive(name)
+        for name in ("lr", "beta"):
+            positive(name, integer=False)
+        for name, choices in (
+            ("objective", OBJECTIVES),
+            ("optimizer", OPTIMIZERS),
+            ("lr_schedule", SCHEDULES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as e:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {self.device!r}") from e
+        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} was asked for, but no CUDA GPU is available")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def build_objective(config: TrainConfig, jit: bool | None = None) -> pyro.infer.ELBO:
+    """The Pyro loss named by ``config.objective`` (JIT-compiled when ``jit``)."""
+    jit = config.jit if jit is None else jit
+    if config.objective == "iwae":
+        return Trace_IWAE(num_particles=config.num_particles)
+    options = dict(
+        num_particles=config.num_particles,
+        vectorize_particles=config.num_particles > 1,
+        max_plate_nesting=1,
+    )
+    if config.objective == "elbo":
+        if jit:
+            return pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True, **options)
+        return pyro.infer.Trace_ELBO(**options)
+    if jit:
+        return pyro.infer.JitTraceMeanField_ELBO(ignore_jit_warnings=True, **options)
+    return pyro.infer.TraceMeanField_ELBO(**options)
+
+
+def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """One torch optimiser over all of a player's parameters (``foreach`` kernels)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, foreach=True)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule (stepped once after every epoch)."""
+    sched = torch.optim.lr_scheduler
+    if config.lr_schedule == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=config.lr_decay)
+    if config.lr_schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr_min)
+    if config.lr_schedule == "step":
+        return sched.MultiStepLR(optimizer, milestones=list(config.lr_milestones), gamma=config.lr_decay)
+    return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def kl_weight(config: TrainConfig, epoch: int) -> float:
+    r"""
+    The KL weight of epoch ``epoch`` (0-based): ``beta * min(1, (epoch + 1) / kl_warmup)``.
+    Constant within an epoch, so a JIT-compiled loss is compiled at most
+    ``kl_warmup + 1`` times; never 0 (``poutine.scale`` rejects it).
+    """
+    if config.kl_warmup <= 0:
+        return float(config.beta)
+    return float(config.beta) * min(1.0, (epoch + 1) / config.kl_warmup)

@@ -1,0 +1,49 @@
+"""Reading a run folder back: the trained model and its configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyro
+import torch
+from torch import nn
+
+from pyrogen.models import build_model
+from pyrogen.train.checkpoint import CheckpointError, load_checkpoint
+from pyrogen.train.config import TrainConfig
+
+CHECKPOINTS = ("best", "last")
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
+    """The path of a run's ``best`` or ``last`` checkpoint, or ``checkpoint`` itself if it is a file."""
+    if Path(checkpoint).suffix == ".pt":
+        return Path(checkpoint)
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS} or a .pt file, got {checkpoint!r}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"run folder {run_dir} has no {checkpoint} checkpoint ({path}); "
+            "was it written by `pyrogen train`, and did the first epoch finish?"
+        )
+    return path
+
+
+def load_run(
+    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig]:
+    """
+    Rebuild the model a run trained, with its weights, on ``device``, and
+    return it (in eval mode) with the run's :class:`TrainConfig`. Clears Pyro's
+    parameter store, as a new model's parameters must not be shadowed by old names.
+    """
+    state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location="cpu")
+    pyro.clear_param_store()
+    model = build_model(state["model_name"], **state["model_config"])
+    model.load_state_dict(state["model_state"])
+    config = TrainConfig.from_dict({**state["config"], "device": str(device)})
+    return model.to(device).eval(), config

@@ -1,0 +1,363 @@
+r"""
+One training loop for every pyrogen model/guide pair.
+
+Each step evaluates a Pyro loss bound to the model and guide
+(``objective(model, guide)``, Pyro's ``ELBOModule``: the same
+``differentiable_loss`` that ``SVI.step`` uses) and takes one step of a single
+torch optimiser over all the pair's parameters. This is what ``SVI`` does,
+minus its per-parameter optimiser objects and parameter-capture trace, which
+cost a small VAE about a third of its speed; with a JIT-compiled ELBO the
+loop runs as fast as a hand-written PyTorch loop (``benchmarks/vae_throughput``).
+The model and guide stay plain Pyro, so a user's own
+``SVI(vae.model, vae.guide, Adam(...), Trace_ELBO())`` trains the same objects.
+
+The loop is ready for ``torch.distributed``: data are sharded by rank,
+gradients are averaged across ranks before each optimiser step, and only
+rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from pyrogen.data import DataSplits, Split
+from pyrogen.train.checkpoint import (
+    atomic_write,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from pyrogen.train.config import (
+    TrainConfig,
+    build_objective,
+    build_optimizer,
+    build_scheduler,
+    kl_weight,
+)
+from pyrogen.train.logging import RunLogger
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def check_data_fits_model(model: nn.Module, data: DataSplits) -> None:
+    """Raise a ValueError, before any work, if the data cannot be scored by the model."""
+    data_shape = tuple(getattr(model, "data_shape", data.shape))
+    if tuple(data.shape) != data_shape:
+        raise ValueError(
+            f"the model expects data of shape {data_shape}, but data set "
+            f"{data.name!r} has shape {tuple(data.shape)}"
+        )
+    likelihood = getattr(getattr(model, "model", None), "likelihood", None)
+    if getattr(likelihood, "support", None) is torch.distributions.constraints.boolean:
+        if data.binarize == "none":
+            raise ValueError(
+                f"likelihood 'bernoulli' needs binary data, but data set {data.name!r} "
+                "is loaded with binarize='none' (grey levels): use binarize='dynamic' or "
+                "'static' (--binarize), or likelihood 'continuous-bernoulli' or 'gaussian'"
+            )
+
+
+class Trainer:
+    """
+    Train a model facade (an ``nn.Module`` with ``.model`` and ``.guide``) on
+    a :class:`~pyrogen.data.DataSplits`, writing a run folder::
+
+        run_dir/config.json            the run's configuration
+        run_dir/metrics.jsonl          one JSON line per epoch
+        run_dir/checkpoints/last.pt    every epoch, written atomically
+        run_dir/checkpoints/best.pt    the best validation loss so far
+        run_dir/samples.png            samples and reconstructions, every epoch
+        run_dir/tensorboard/           scalars and images, if tensorboard is installed
+
+    Losses are reported per data point (nats), whatever the batch size.
+    Pyro's global parameter store is cleared when a trainer is built, so names
+    left by an earlier model cannot shadow this model's parameters.
+
+    :param torch.nn.Module model: e.g. :class:`~pyrogen.models.VAE`.
+    :param DataSplits data: the data; moved to ``config.device``.
+    :param TrainConfig config: the options.
+    :param run_dir: the run folder; ``None`` writes nothing.
+    :param bool progress: show a tqdm progress bar.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: DataSplits,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        *,
+        progress: bool = True,
+    ) -> None:
+        check_data_fits_model(model, data)
+        if len(data.train) < config.batch_size * _world_size():
+            raise ValueError(
+                f"batch_size {config.batch_size} (x {_world_size()} processes) is larger "
+                f"than the training split ({len(data.train)} points)"
+            )
+        pyro.clear_param_store()
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model = model.to(self.device)
+        self.data = data.to(self.device)
+        self.rank, self.world_size = _rank(), _world_size()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.objective = build_objective(config)
+        self.eval_objective = build_objective(config, jit=False)
+        self.loss = self.objective(model.model, model.guide)
+        self.params = [p for p in self.loss.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(config, self.params)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_valid = math.inf
+        self.bad_epochs = 0
+        self._compiled: set = set()
+        self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (plain tensors and containers)."""
+        return {
+            "model_name": self.config.model,
+            "model_config": dict(getattr(self.model, "config", {})),
+            "model_state": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "best_valid": self.best_valid,
+            "bad_epochs": self.bad_epochs,
+            "rng": get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state["history"])
+        self.best_valid = float(state["best_valid"])
+        self.bad_epochs = int(state["bad_epochs"])
+        set_rng_state(state["rng"])
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Continue from a checkpoint (default: ``run_dir/checkpoints/last.pt``)."""
+        if path is None:
+            if self.run_dir is None:
+                raise ValueError("resume needs a checkpoint path or a run_dir")
+            path = self.run_dir / "checkpoints" / "last.pt"
+        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        self.logger.rewrite_metrics(self.history)
+        self.logger.saved(Path(path), self.epoch)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> list[dict[str, Any]]:
+        """Train until ``config.epochs`` epochs are done or early stopping; return the history."""
+        self.logger.start()
+        if self.epoch == 0 and not self.history:
+            pyro.set_rng_seed(self.config.seed)
+        try:
+            while self.epoch < self.config.epochs:
+                record = self._run_epoch()
+                self.history.append(record)
+                improved = record.get("valid_loss", record["train_loss"]) < self.best_valid
+                if improved:
+                    self.best_valid = record.get("valid_loss", record["train_loss"])
+                    self.bad_epochs = 0
+                else:
+                    self.bad_epochs += 1
+                self.epoch += 1
+                self._save(best=improved)
+                self.logger.epoch_end(record, self._pictures())
+                if self.config.patience and self.bad_epochs >= self.config.patience:
+                    break
+        finally:
+            self.logger.close()
+        return self.history
+
+    def _run_epoch(self) -> dict[str, Any]:
+        config, epoch = self.config, self.epoch
+        beta = kl_weight(config, epoch)
+        kwargs = {"num_data": len(self.data.train)}
+        if beta != 1.0:
+            kwargs["beta"] = beta
+        batches = self.data.train.batches(
+            config.batch_size,
+            shuffle=True,
+            drop_last=config.jit,
+            epoch=epoch,
+            seed=config.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        start, total, count = time.perf_counter(), 0.0, 0
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            total=_num_batches(len(self.data.train), config.batch_size, config.jit, self.world_size),
+            disable=not self.progress or self.rank != 0,
+            leave=False,
+        )
+        for batch in bar:
+            with pyro.validation_enabled(self.global_step == 0):
+                loss = self._step(batch.x, kwargs)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the loss became {loss} at epoch {epoch + 1}, step {count + 1} "
+                    f"(global step {self.global_step}); {self.logger.last_good_message()}"
+                )
+            total += loss
+            count += 1
+            self.global_step += 1
+            if count % 10 == 0:
+                bar.set_postfix(loss=f"{loss / kwargs['num_data']:.2f}")
+            self.logger.step(self.global_step, loss / kwargs["num_data"])
+        train_loss = _sum_across_ranks(total / max(count, 1), self.device) / self.world_size
+        train_loss /= kwargs["num_data"]
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "beta": beta,
+            "binarize": self.data.binarize,
+            "sec": time.perf_counter() - start,
+            "steps": self.global_step,
+        }
+        self.scheduler.step()
+        if len(self.data.valid):
+            record["valid_loss"] = self.evaluate_loss(self.data.valid)
+            if not math.isfinite(record["valid_loss"]):
+                raise NonFiniteLossError(
+                    f"the validation loss became {record['valid_loss']} after epoch {epoch + 1}; "
+                    f"{self.logger.last_good_message()}"
+                )
+        return record
+
+    def _step(self, x: torch.Tensor, kwargs: dict[str, Any]) -> float:
+        if self.config.jit:
+            self._compile(x, kwargs)
+        loss = self.loss(x, **kwargs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world_size > 1:
+            _average_gradients(self.params, self.world_size)
+        if self.config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_norm)
+        self.optimizer.step()
+        return loss.item()
+
+    def _compile(self, x: torch.Tensor, kwargs: dict[str, Any]) -> None:
+        # A JIT loss traces its first call with extra executions that draw random
+        # numbers; tracing outside the run's RNG stream keeps a resumed run
+        # identical to one that was never stopped.
+        key = tuple(sorted(kwargs.items()))
+        if key in self._compiled:
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+            self.loss(x, **kwargs)
+        self._compiled.add(key)
+
+    @torch.no_grad()
+    def evaluate_loss(self, split: Split, batch_size: int | None = None) -> float:
+        """The objective per data point on ``split`` (a fixed binarisation draw)."""
+        batch_size = batch_size or max(self.config.batch_size, 500)
+        total = 0.0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+            torch.manual_seed(self.config.seed)
+            for batch in split.batches(batch_size, seed=self.config.seed, rank=self.rank,
+                                       world_size=self.world_size):
+                total += self.eval_objective.loss(self.model.model, self.model.guide, batch.x)
+        return _sum_across_ranks(total, self.device) / len(split)
+
+    # ------------------------------------------------------------------ files
+    def _save(self, best: bool) -> None:
+        if self.rank != 0 or self.run_dir is None:
+            return
+        for p in self.params:
+            if not torch.isfinite(p).all():
+                raise NonFiniteLossError(
+                    f"parameters became non-finite in epoch {self.epoch}; "
+                    f"{self.logger.last_good_message()}"
+                )
+        state = self.state_dict()
+        folder = self.run_dir / "checkpoints"
+        save_checkpoint(state, folder / "last.pt")
+        if best:
+            save_checkpoint(state, folder / "best.pt")
+        self.logger.saved(folder / "last.pt", self.epoch)
+
+    @torch.no_grad()
+    def _pictures(self) -> dict[str, torch.Tensor]:
+        if self.rank != 0 or self.run_dir is None or not hasattr(self.model, "decode"):
+            return {}
+        n = self.config.num_pictures
+        if not hasattr(self, "_fixed_z"):
+            g = torch.Generator().manual_seed(self.config.seed)
+            self._fixed_z = torch.randn(n, self.model.latent_dim, generator=g).to(self.device)
+        pictures = {"samples": self.model.decode(self._fixed_z)}
+        if hasattr(self.model, "reconstruct") and len(self.data.test):
+            x = self.data.test.images[: n // 2]
+            pictures["reconstructions"] = torch.cat([x, self.model.reconstruct(x)])
+        return pictures
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _average_gradients(params: list[torch.Tensor], world_size: int) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _sum_across_ranks(value: float, device: torch.device) -> float:
+    if _world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t)
+
+
+def _num_batches(n: int, batch_size: int, drop_last: bool, world_size: int) -> int:
+    per_rank = n // world_size if drop_last else -(-n // world_size)
+    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run folder's ``metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+__all__ = ["NonFiniteLossError", "Trainer", "atomic_write", "read_metrics"]
