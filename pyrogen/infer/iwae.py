@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 from pyro.infer import ELBO
+from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import torch_item
+from pyro.poutine.util import site_is_subsample
 
 from pyrogen.infer.importance import _logmeanexp, _weights_and_guide_trace
 
@@ -49,6 +51,11 @@ class Trace_IWAE(ELBO):
         super().__init__(num_particles=int(num_particles), max_plate_nesting=1,
                          vectorize_particles=True)
 
+    def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict):
+        # ELBO's hook for its generic particle loop; the bound itself is
+        # computed from vectorised particles in differentiable_loss.
+        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
@@ -56,7 +63,8 @@ class Trace_IWAE(ELBO):
             model, guide, args, kwargs, self.num_particles
         )
         for name in guide_trace.stochastic_nodes:
-            if not guide_trace.nodes[name]["fn"].has_rsample:
+            site = guide_trace.nodes[name]
+            if not site_is_subsample(site) and not site["fn"].has_rsample:
                 raise NotImplementedError(
                     f"Trace_IWAE needs reparameterised guide sites; site {name!r} is not"
                 )

@@ -48,6 +48,7 @@ class VAEModel(PyroModule):
 
     [1] J. Su, "Variational Inference: A Unified Framework of Generative Models
     and Some Revelations", arXiv:1807.05936, 2018.
+
     [2] D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
 
     Example::

@@ -97,6 +97,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup):
+            raise ValueError(
+                "objective 'iwae' is a bound on log p(x) and has no KL term to weight: "
+                f"it needs beta=1 and kl_warmup=0, got beta={self.beta}, kl_warmup={self.kl_warmup}"
+            )
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm!r}")
         try:

@@ -22,6 +22,7 @@ import json
 import math
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -79,7 +80,8 @@ class Trainer:
         run_dir/metrics.jsonl          one JSON line per epoch
         run_dir/checkpoints/last.pt    every epoch, written atomically
         run_dir/checkpoints/best.pt    the best validation loss so far
-        run_dir/samples.png            samples and reconstructions, every epoch
+        run_dir/samples.png            samples from fixed z, every epoch
+        run_dir/reconstructions.png    test images above their reconstructions
         run_dir/tensorboard/           scalars and images, if tensorboard is installed
 
     Losses are reported per data point (nats), whatever the batch size.
@@ -91,6 +93,10 @@ class Trainer:
     :param TrainConfig config: the options.
     :param run_dir: the run folder; ``None`` writes nothing.
     :param bool progress: show a tqdm progress bar.
+    :param callbacks: functions ``callback(trainer, record)`` called after each
+        epoch's validation, before the checkpoint is written; they may add
+        entries to the epoch's ``record`` (e.g. a test log-likelihood). They
+        run outside the run's random number stream, so they cannot change it.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         *,
         progress: bool = True,
+        callbacks: list[Callable[[Trainer, dict[str, Any]], None]] | None = None,
     ) -> None:
         check_data_fits_model(model, data)
         if len(data.train) < config.batch_size * _world_size():
@@ -116,6 +123,7 @@ class Trainer:
         self.rank, self.world_size = _rank(), _world_size()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
+        self.callbacks = list(callbacks or [])
         self.objective = build_objective(config)
         self.eval_objective = build_objective(config, jit=False)
         self.loss = self.objective(model.model, model.guide)
@@ -178,6 +186,9 @@ class Trainer:
         try:
             while self.epoch < self.config.epochs:
                 record = self._run_epoch()
+                with torch.random.fork_rng(devices=self._rng_devices()):
+                    for callback in self.callbacks:
+                        callback(self, record)
                 self.history.append(record)
                 improved = record.get("valid_loss", record["train_loss"]) < self.best_valid
                 if improved:
@@ -272,18 +283,19 @@ class Trainer:
         key = tuple(sorted(kwargs.items()))
         if key in self._compiled:
             return
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+        with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
             self.loss(x, **kwargs)
         self._compiled.add(key)
+
+    def _rng_devices(self) -> list[torch.device]:
+        return [self.device] if self.device.type == "cuda" else []
 
     @torch.no_grad()
     def evaluate_loss(self, split: Split, batch_size: int | None = None) -> float:
         """The objective per data point on ``split`` (a fixed binarisation draw)."""
         batch_size = batch_size or max(self.config.batch_size, 500)
         total = 0.0
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+        with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
             torch.manual_seed(self.config.seed)
             for batch in split.batches(batch_size, seed=self.config.seed, rank=self.rank,
                                        world_size=self.world_size):

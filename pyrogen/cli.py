@@ -1,0 +1,305 @@
+"""
+The ``pyrogen`` command: ``train``, ``evaluate`` and ``sample``.
+
+Run ``pyrogen --help`` or ``pyrogen COMMAND --help`` for every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from pyrogen.data import BINARIZATIONS, DATASETS, load_dataset
+from pyrogen.models import LIKELIHOODS
+from pyrogen.nn import ACTIVATIONS
+from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, SCHEDULES, TrainConfig, default_device
+
+MODEL_NAMES = ("vae",)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _validation_size(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a count (e.g. 10000) or a fraction (e.g. 0.1), got {text!r}"
+            )
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=default_device(),
+                   help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+
+
+def _add_train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model and write a run folder",
+                       description="Train a model; writes config.json, metrics.jsonl, "
+                       "checkpoints/{last,best}.pt and pictures to the run folder (--out).")
+    p.add_argument("model", choices=MODEL_NAMES, help="the model family")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="data set (default: %(default)s, scikit-learn's 8x8 digits, no download)")
+    d.add_argument("--data-dir", help="folder holding the data set's files (all but digits)")
+    d.add_argument("--binarize", choices=BINARIZATIONS, default=None,
+                   help="dynamic: a fresh Bernoulli draw of every pixel each epoch; static: one "
+                   "fixed draw; none: grey levels (default: dynamic for the Bernoulli "
+                   "likelihood, static for binarized-mnist, none otherwise)")
+    d.add_argument("--validation-size", type=_validation_size, default=None,
+                   help="validation points taken from the training files: a count or a fraction "
+                   "(default: the data set's; 0 for none)")
+    d.add_argument("--limit", type=_positive_int, default=None,
+                   help="use only the first N points of each split (for quick trials)")
+    m = p.add_argument_group("model")
+    m.add_argument("--latent-dim", type=_positive_int, default=50, help="dimension of z (default: %(default)s)")
+    m.add_argument("--hidden", type=_int_list, default=[400],
+                   help="hidden layer sizes of the MLP encoder, e.g. 200,200; the decoder "
+                   "mirrors them (default: 400)")
+    m.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
+                   help="mlp, or conv (DCGAN-style, 28x28 or 64x64 images) (default: %(default)s)")
+    m.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
+                   help="hidden activation (default: relu for mlp, leaky_relu/relu for conv)")
+    m.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
+                   help="p(x|z) (default: %(default)s)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=_positive_int, default=None,
+                   help="number of epochs (default: 10; with --resume, the run's own)")
+    o.add_argument("--batch-size", type=_positive_int, default=100, help="(default: %(default)s)")
+    o.add_argument("--objective", choices=OBJECTIVES, default="elbo",
+                   help="elbo (Trace_ELBO), meanfield (TraceMeanField_ELBO, analytic KL) or "
+                   "iwae (importance-weighted bound) (default: %(default)s)")
+    o.add_argument("--num-particles", type=_positive_int, default=1,
+                   help="particles per data point (default: %(default)s)")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="(default: %(default)s)")
+    o.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (default: %(default)s)")
+    o.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")
+    o.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
+                   help="per-epoch schedule: exponential multiplies by --lr-decay each epoch, "
+                   "cosine anneals to --lr-min, step multiplies by --lr-decay at each of "
+                   "--lr-milestones (default: %(default)s)")
+    o.add_argument("--lr-decay", type=_positive_float, default=0.1, help="(default: %(default)s)")
+    o.add_argument("--lr-min", type=float, default=0.0, help="(default: %(default)s)")
+    o.add_argument("--lr-milestones", type=_int_list, default=[],
+                   help="epochs at which the step schedule decays, e.g. 100,200")
+    o.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm")
+    o.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (default: 1)")
+    o.add_argument("--kl-warmup", type=int, default=0,
+                   help="epochs of linear KL warm-up from beta/N to beta (default: 0, none)")
+    o.add_argument("--patience", type=int, default=0,
+                   help="stop after N epochs without a better validation loss (default: 0, never)")
+    o.add_argument("--no-jit", dest="jit", action="store_false",
+                   help="do not compile the loss with torch.jit (then the last, smaller batch "
+                   "of each epoch is kept)")
+    r = p.add_argument_group("run")
+    _add_device(r)
+    r.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    r.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: runs/MODEL-DATASET-TIME); must not hold a run already")
+    r.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                   help="continue the stopped run in folder RUN from its last checkpoint; the "
+                   "run's own options are used, except --epochs, --device and --data-dir")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="score a trained run on its test split",
+                       description="Print the test ELBO and the importance-sampled log-likelihood "
+                       "(nats per data point, and bits per dimension) of a run; also written to "
+                       "RUN/evaluation.json.")
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--iw-samples", type=_positive_int, default=1000,
+                   help="importance samples per data point (default: %(default)s)")
+    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="(default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="override the run's data folder")
+    _add_device(p)
+
+
+def _add_sample_parser(sub: Any) -> None:
+    p = sub.add_parser("sample", help="draw samples from a trained run",
+                       description="Save a grid of the means of p(x|z), z ~ p(z), as a PNG.")
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--num", type=_positive_int, default=64, help="number of samples (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="the PNG file to write")
+    p.add_argument("--nrow", type=_positive_int, default=None, help="images per row (default: square)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    _add_device(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyrogen", description="Deep generative models as Pyro model/guide pairs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_sample_parser(sub)
+    return parser
+
+
+def _default_binarize(args: argparse.Namespace) -> str:
+    if args.binarize is not None:
+        return args.binarize
+    if args.dataset == "binarized-mnist":
+        return "static"
+    return "dynamic" if args.likelihood == "bernoulli" else "none"
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=args.model,
+        model_config=dict(latent_dim=args.latent_dim, hidden=list(args.hidden), arch=args.arch,
+                          likelihood=args.likelihood, activation=args.activation),
+        dataset=args.dataset, data_dir=args.data_dir, binarize=_default_binarize(args),
+        validation_size=args.validation_size, limit=args.limit, epochs=args.epochs or 10,
+        batch_size=args.batch_size, objective=args.objective, num_particles=args.num_particles,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, lr_min=args.lr_min,
+        lr_milestones=list(args.lr_milestones), clip_norm=args.clip_norm, beta=args.beta,
+        kl_warmup=args.kl_warmup, patience=args.patience, jit=args.jit, device=args.device,
+        seed=args.seed,
+    )
+
+
+def load_data(config: TrainConfig, data_dir: str | None = None):
+    """The data set a run was trained on (``data_dir`` overrides the run's folder)."""
+    return load_dataset(
+        config.dataset, data_dir or config.data_dir, binarize=config.binarize,
+        validation_size=config.validation_size, seed=config.seed, limit=config.limit,
+    )
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    from pyrogen.models import build_model
+    from pyrogen.train import Trainer, load_checkpoint
+
+    if args.resume is not None:
+        from pyrogen.train.runs import checkpoint_path
+
+        state = load_checkpoint(checkpoint_path(args.resume, "last"))
+        config = TrainConfig.from_dict({
+            **state["config"],
+            "device": args.device,
+            "epochs": args.epochs or state["config"]["epochs"],
+            "data_dir": args.data_dir or state["config"]["data_dir"],
+        })
+        run_dir = args.resume
+    else:
+        config = _train_config(args)
+        run_dir = args.out or Path("runs") / f"{args.model}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "checkpoints").exists():
+            parser.error(f"--out {run_dir} already holds a run; pass --resume {run_dir} to "
+                         "continue it, or choose another --out")
+    data = load_data(config)
+    pyro.set_rng_seed(config.seed)  # the initial weights too depend on --seed only
+    model = build_model(config.model, data_shape=data.shape, **{
+        k: v for k, v in config.model_config.items() if k != "data_shape"})
+    trainer = Trainer(model, data, config, run_dir, progress=args.progress)
+    if args.resume is not None:
+        trainer.resume()
+    history = trainer.fit()
+    summary = {"run": str(run_dir), "epochs": len(history), **{
+        k: history[-1][k] for k in ("train_loss", "valid_loss", "binarize") if k in history[-1]}}
+    return summary
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from pyrogen.infer import bits_per_dim, elbo, log_likelihood
+    from pyrogen.train import load_run
+
+    model, config = load_run(args.run, args.checkpoint, args.device)
+    data = load_data(config, args.data_dir).to(args.device)
+    split = getattr(data, args.split)
+    torch.manual_seed(config.seed)
+    batches = [b.x for b in split.batches(args.batch_size, seed=config.seed)]
+    start = time.perf_counter()
+    elbos = elbo(model.model, model.guide, batches)
+    lls = log_likelihood(model.model, model.guide, batches, num_samples=args.iw_samples)
+    result = {
+        "split": args.split,
+        "num_points": len(split),
+        "binarize": data.binarize,
+        "elbo": float(elbos.mean()),
+        "log_likelihood": float(lls.mean()),
+        "nll": float(-lls.mean()),
+        "bits_per_dim": float(bits_per_dim(lls.mean(), split.num_dims)),
+        "iw_samples": args.iw_samples,
+        "seconds": time.perf_counter() - start,
+    }
+    (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _sample(args: argparse.Namespace) -> dict[str, Any]:
+    from pyrogen.train import load_run
+    from pyrogen.viz import save_image_grid
+
+    model, _ = load_run(args.run, args.checkpoint, args.device)
+    torch.manual_seed(args.seed)
+    images = model.sample(args.num)
+    save_image_grid(images, args.out, nrow=args.nrow)
+    return {"out": str(args.out), "num": args.num}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pyrogen`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pyrogen.data import DataFormatError
+    from pyrogen.train import CheckpointError, NonFiniteLossError
+
+    try:
+        if args.command == "train":
+            result = _train(args, parser)
+        elif args.command == "evaluate":
+            result = _evaluate(args)
+        else:
+            result = _sample(args)
+    except (ValueError, FileNotFoundError, CheckpointError, DataFormatError,
+            NonFiniteLossError) as e:
+        print(f"pyrogen {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0

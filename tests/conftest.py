@@ -1,0 +1,23 @@
+import pyro
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def pyro_state():
+    """Each test starts with an empty param store, validation on, and fixed seeds."""
+    pyro.clear_param_store()
+    pyro.enable_validation(True)
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture
+def digits():
+    from pyrogen.data import load_dataset
+
+    return load_dataset("digits", binarize="dynamic")
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

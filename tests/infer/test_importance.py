@@ -1,0 +1,146 @@
+import math
+
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import Adam
+
+from pyrogen.infer import Trace_IWAE, bits_per_dim, elbo, log_importance_weights, log_likelihood
+from pyrogen.models import VAE
+
+from ppca import exact_log_likelihood, make_ppca, ppca_pair, sample_ppca
+
+
+@pytest.fixture
+def ppca():
+    W, mu, sigma = make_ppca()
+    x = sample_ppca(W, mu, sigma, 50)
+    return W, mu, sigma, x
+
+
+def test_exact_posterior_makes_every_weight_the_likelihood(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=True)
+    exact = exact_log_likelihood(W, mu, sigma, x)
+    log_w, scale = log_importance_weights(model, guide, x, num_particles=7)
+    assert log_w.shape == (7, 50) and scale == 1.0
+    # with q(z|x) = p(z|x), log p(x,z) - log q(z|x) = log p(x) for every z
+    assert torch.allclose(log_w, exact.expand(7, 50), atol=1e-9)
+    assert torch.allclose(log_likelihood(model, guide, x, num_samples=3), exact, atol=1e-9)
+    assert torch.allclose(elbo(model, guide, x), exact, atol=1e-9)
+
+
+def test_elbo_below_and_is_estimate_converges_to_exact(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=False)
+    exact = exact_log_likelihood(W, mu, sigma, x)
+    bound = elbo(model, guide, x, num_particles=2000)
+    assert (bound < exact - 0.1).all()
+    errors = [(log_likelihood(model, guide, x, num_samples=k) - exact).abs().mean().item()
+              for k in (1, 30, 3000)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.05
+
+
+def test_chunking_does_not_change_the_estimate(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=False)
+    torch.manual_seed(0)
+    whole = log_likelihood(model, guide, x, num_samples=60, batch_size=50, chunk_size=60)
+    torch.manual_seed(0)
+    chunked = log_likelihood(model, guide, x, num_samples=60, batch_size=50, chunk_size=60)
+    assert torch.allclose(whole, chunked)
+    # a different chunking draws other particles: equal in distribution, so compare means
+    many = log_likelihood(model, guide, x, num_samples=4000, batch_size=7, chunk_size=13)
+    one = log_likelihood(model, guide, x, num_samples=4000, batch_size=50)
+    assert many.shape == (50,)
+    assert (many - one).abs().mean() < 0.05
+
+
+def test_iterable_of_batches_is_accepted(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma)
+    batches = [(x[:20], None), (x[20:], None)]
+    exact = exact_log_likelihood(W, mu, sigma, x)
+    assert torch.allclose(log_likelihood(model, guide, batches, num_samples=2), exact, atol=1e-9)
+
+
+def test_iwae_bound_tightens_with_k_and_stays_below(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=False)
+    exact = exact_log_likelihood(W, mu, sigma, x).sum().item()
+    bounds = {}
+    for k in (1, 10, 100):
+        bounds[k] = -sum(Trace_IWAE(num_particles=k).loss(model, guide, x) for _ in range(20)) / 20
+    assert bounds[1] < bounds[10] < bounds[100] < exact
+
+
+def test_iwae_with_one_particle_is_the_elbo(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=False)
+    pyro.set_rng_seed(5)
+    iwae = Trace_IWAE(num_particles=1).loss(model, guide, x)
+    pyro.set_rng_seed(5)
+    elbo_loss = Trace_ELBO().loss(model, guide, x)
+    assert iwae == pytest.approx(elbo_loss, rel=1e-9)
+
+
+def test_iwae_exact_guide_gives_exact_likelihood(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=True)
+    exact = exact_log_likelihood(W, mu, sigma, x).sum().item()
+    assert -Trace_IWAE(num_particles=4).loss(model, guide, x) == pytest.approx(exact, rel=1e-9)
+
+
+def test_iwae_scales_with_the_data_plate(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=False)
+    pyro.set_rng_seed(2)
+    full = Trace_IWAE(num_particles=3).loss(model, guide, x[:10])
+    pyro.set_rng_seed(2)
+    scaled = Trace_IWAE(num_particles=3).loss(model, guide, x[:10], num_data=1000)
+    assert scaled == pytest.approx(100 * full, rel=1e-9)
+
+
+def test_iwae_loss_and_grads_match_differentiable_loss():
+    vae = VAE((1, 4, 4), latent_dim=3, hidden=(8,))
+    x = torch.bernoulli(torch.rand(6, 1, 4, 4))
+    iwae = Trace_IWAE(num_particles=4)
+    pyro.set_rng_seed(1)
+    loss = iwae.differentiable_loss(vae.model, vae.guide, x)
+    grads = torch.autograd.grad(loss, list(vae.parameters()))
+    pyro.set_rng_seed(1)
+    value = iwae.loss_and_grads(vae.model, vae.guide, x)
+    assert value == pytest.approx(loss.item(), rel=1e-6)
+    for g, p in zip(grads, vae.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-6)
+    svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-2}), iwae)
+    assert math.isfinite(svi.step(x))
+
+
+def test_global_latents_are_rejected():
+    def model(x):
+        w = pyro.sample("w", pyro.distributions.Normal(0.0, 1.0))
+        with pyro.plate("data", len(x), dim=-1):
+            pyro.sample("x", pyro.distributions.Normal(w, 1.0), obs=x)
+
+    def guide(x):
+        pyro.sample("w", pyro.distributions.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="'w' is outside the 'data' plate"):
+        log_importance_weights(model, guide, torch.zeros(3))
+
+
+@pytest.mark.parametrize("bad", [{"num_samples": 0}, {"batch_size": 0}, {"chunk_size": 0}])
+def test_bad_arguments(ppca, bad):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        log_likelihood(model, guide, x, **bad)
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(torch.tensor(-784 * math.log(2.0)), 784).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="num_dims"):
+        bits_per_dim(-1.0, 0)
