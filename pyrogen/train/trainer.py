@@ -49,6 +49,10 @@ from pyrogen.train.config import (
 from pyrogen.train.logging import RunLogger
 
 
+#: options that may differ between a run and its resumption
+RESUMABLE_CHANGES = ("epochs", "device", "data_dir")
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
@@ -173,7 +177,15 @@ class Trainer:
             if self.run_dir is None:
                 raise ValueError("resume needs a checkpoint path or a run_dir")
             path = self.run_dir / "checkpoints" / "last.pt"
-        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        state = load_checkpoint(path, map_location=self.device)
+        ours, theirs = self.config.to_dict(), state["config"]
+        differ = sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs.get(k))
+        if differ:
+            raise ValueError(
+                f"cannot resume from {path}: the run was trained with other options: "
+                + ", ".join(f"{k}={theirs.get(k)!r} (now {ours[k]!r})" for k in differ)
+            )
+        self.load_state_dict(state)
         self.logger.rewrite_metrics(self.history)
         self.logger.saved(Path(path), self.epoch)
 
@@ -234,7 +246,7 @@ class Trainer:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss became {loss} at epoch {epoch + 1}, step {count + 1} "
-                    f"(global step {self.global_step}); {self.logger.last_good_message()}"
+                    f"(global step {self.global_step + 1}); {self.logger.last_good_message()}"
                 )
             total += loss
             count += 1

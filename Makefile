@@ -1,0 +1,42 @@
+# pyrogen: `make demo` and `make test` work on a fresh machine with Python >= 3.10.
+# Both create (or reuse) the virtual environment .venv at the repository root.
+# CPU-only machines: install a CPU build of torch into .venv first (see README.md).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: demo test docs bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(VENV)/.installed: $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PY) -m pip install -e ".[docs]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m pyrogen train vae --dataset digits --binarize dynamic --latent-dim 8 --hidden 256 \
+		--epochs 60 --batch-size 50 --lr 2e-3 --lr-schedule cosine --lr-min 1e-5 --out $(DEMO_RUN)
+	$(PY) -m pyrogen evaluate $(DEMO_RUN) --iw-samples 1000
+	$(PY) -m pyrogen sample $(DEMO_RUN) --num 64 --out $(DEMO_RUN)/final_samples.png
+	@echo "demo run folder: $(DEMO_RUN) (metrics.jsonl, evaluation.json, samples.png, reconstructions.png, final_samples.png)"
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest
+
+docs: $(VENV)/.installed-docs
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,198 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from pyrogen.data import load_dataset
+from pyrogen.models import VAE
+from pyrogen.train import (
+    CheckpointError,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    load_run,
+    read_metrics,
+)
+from pyrogen.train.checkpoint import atomic_write
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", binarize="dynamic", limit=300)
+
+
+def make_trainer(data, run_dir=None, seed=0, init_seed=None, **options):
+    torch.manual_seed(seed if init_seed is None else init_seed)
+    vae = VAE(data.shape, latent_dim=4, hidden=(32,))
+    options = {"epochs": 3, "batch_size": 50, "device": "cpu", **options}
+    config = TrainConfig(seed=seed, **options)
+    return Trainer(vae, data, config, run_dir, progress=False)
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+def test_resume_equals_an_uninterrupted_run(data, tmp_path, jit):
+    whole = make_trainer(data, tmp_path / "whole", epochs=4, jit=jit, kl_warmup=3)
+    whole.fit()
+    stopped = make_trainer(data, tmp_path / "stopped", epochs=2, jit=jit, kl_warmup=3)
+    stopped.fit()
+    resumed = make_trainer(data, tmp_path / "stopped", epochs=4, jit=jit, kl_warmup=3, init_seed=9)
+    resumed.resume()
+    assert resumed.epoch == 2
+    resumed.fit()
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
+    assert [r["epoch"] for r in read_metrics(tmp_path / "stopped")] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_other_options(data, tmp_path):
+    make_trainer(data, tmp_path, epochs=1).fit()
+    other = make_trainer(data, tmp_path, epochs=2, lr=0.01, seed=3)
+    with pytest.raises(ValueError, match=r"other options: lr=0.001 \(now 0.01\), seed=0 \(now 3\)"):
+        other.resume()
+
+
+def test_run_folder(data, tmp_path):
+    trainer = make_trainer(data, tmp_path / "run", epochs=2)
+    history = trainer.fit()
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "samples.png", "reconstructions.png",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["data"]["binarize"] == "dynamic"
+    records = read_metrics(run)
+    assert records == history and len(records) == 2
+    assert {"train_loss", "valid_loss", "lr", "beta", "binarize", "sec"} <= set(records[0])
+    assert records[0]["binarize"] == "dynamic"
+    model, loaded_config = load_run(run, "last")
+    for a, b in zip(model.state_dict().values(), trainer.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert loaded_config.epochs == 2
+
+
+def test_checkpoints_load_with_weights_only(data, tmp_path):
+    make_trainer(data, tmp_path, epochs=1).fit()
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and "rng" in state and "optimizer" in state
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this code ran while loading",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "pyrogen-checkpoint-v1", "payload": Exploit()}, path)
+    with pytest.raises(CheckpointError, match="cannot load checkpoint .* safely"):
+        load_checkpoint(path)
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "file.bin"
+    atomic_write(path, lambda f: f.write(b"old"))
+
+    def broken(f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, broken)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    trainer = make_trainer(data, tmp_path, epochs=3)
+    good = trainer.loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = good(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 7 else loss
+
+    # calls: 1 JIT compilation, then 6 steps per epoch (300 points / 50)
+    trainer.loss = poisoned
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 1 \(global step 7\)"
+                       r".*last good checkpoint \(after epoch 1\)"):
+        trainer.fit()
+    kept = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in kept["model_state"].values())
+    assert len(read_metrics(tmp_path)) == 1
+
+
+def test_early_stopping(data):
+    def worse_each_epoch(trainer, record):
+        record["valid_loss"] = float(record["epoch"])
+
+    trainer = make_trainer(data, epochs=10, patience=2)
+    trainer.callbacks.append(worse_each_epoch)
+    history = trainer.fit()
+    assert len(history) == 3
+
+
+def test_callbacks_do_not_change_the_random_stream(data):
+    plain = make_trainer(data, epochs=2)
+    plain.fit()
+    noisy = make_trainer(data, epochs=2)
+    noisy.callbacks.append(lambda trainer, record: torch.randn(1000))
+    noisy.fit()
+    assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in noisy.history]
+
+
+@pytest.mark.parametrize("objective", ["meanfield", "iwae"])
+def test_other_objectives_train(data, objective):
+    trainer = make_trainer(data, epochs=2, objective=objective, num_particles=3)
+    history = trainer.fit()
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_bernoulli_on_grey_levels_is_refused_before_work():
+    grey = load_dataset("digits", binarize="none", limit=100)
+    with pytest.raises(ValueError, match="likelihood 'bernoulli' needs binary data.*--binarize"):
+        make_trainer(grey)
+
+
+def test_shape_mismatch_is_refused(data):
+    vae = VAE((1, 28, 28), latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"expects data of shape \(1, 28, 28\).*\(1, 8, 8\)"):
+        Trainer(vae, data, TrainConfig(device="cpu"))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"objective": "gan"}, "objective must be one of"),
+        ({"lr_schedule": "linear"}, "lr_schedule must be one of"),
+        ({"lr_decay": 2.0}, r"lr_decay must be in \(0, 1\]"),
+        ({"objective": "iwae", "beta": 0.5}, "objective 'iwae' .* needs beta=1"),
+        ({"device": "tpu"}, "device must be a torch device"),
+        ({"batch_size": 10**6}, "batch_size 1000000 .* is larger than the training split"),
+    ],
+)
+def test_bad_options_are_refused(data, options, message):
+    with pytest.raises(ValueError, match=message):
+        make_trainer(data, **options)
+
+
+def test_kl_warmup_and_lr_schedule(data):
+    from pyrogen.train import kl_weight
+
+    config = TrainConfig(beta=2.0, kl_warmup=4, device="cpu")
+    assert [kl_weight(config, e) for e in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    trainer = make_trainer(data, epochs=3, lr_schedule="exponential", lr_decay=0.5)
+    history = trainer.fit()
+    assert [r["lr"] for r in history] == [1e-3, 5e-4, 2.5e-4]
