@@ -2,5 +2,6 @@
 
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
 from pyrogen.infer.iwae import Trace_IWAE
+from pyrogen.infer.jit import CompiledLoss
 
-__all__ = ["Trace_IWAE", "bits_per_dim", "elbo", "log_importance_weights", "log_likelihood"]
+__all__ = ["CompiledLoss", "Trace_IWAE", "bits_per_dim", "elbo", "log_importance_weights", "log_likelihood"]

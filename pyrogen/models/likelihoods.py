@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
+from torch.distributions.utils import broadcast_all
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 
@@ -39,15 +41,29 @@ class Likelihood(PyroModule):
         return self(out).mean
 
 
+class _IndependentBernoulli(dist.Independent):
+    # torch's Bernoulli.log_prob negates the whole (..., *data_shape) tensor of
+    # cross-entropies; summing over the event first and negating the sum saves
+    # a full-size temporary, about a tenth of an importance-sampled evaluation.
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logits, value = broadcast_all(self.base_dist.logits, value)
+        bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return -bce.flatten(-self.reinterpreted_batch_ndims).sum(-1)
+
+
 class BernoulliLikelihood(Likelihood):
     r"""
     :math:`p(x \mid z) = \prod_d \mathrm{Bernoulli}(x_d; \sigma(f_d(z)))` for binary data.
+    The trainer checks that the data are binary before it starts (Pyro's
+    validation of every minibatch is switched off here: it would cost more
+    than the likelihood).
     """
 
     support = constraints.boolean
 
     def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Bernoulli(logits=out, validate_args=False).to_event(self.event_dim)
+        base = dist.Bernoulli(logits=out, validate_args=False)
+        return _IndependentBernoulli(base, self.event_dim, validate_args=False)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)

@@ -42,8 +42,8 @@ class TrainConfig:
         ``beta / kl_warmup`` to ``beta`` (0: no warm-up).
     :param int patience: stop when the validation loss has not improved for this
         many epochs (0: no early stopping).
-    :param bool jit: compile the loss with ``torch.jit`` (``JitTrace_ELBO``);
-        training batches then all have ``batch_size`` points (the last,
+    :param bool jit: compile the loss with ``torch.jit``
+        (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
     """
 
@@ -123,9 +123,8 @@ class TrainConfig:
         return cls(**data)
 
 
-def build_objective(config: TrainConfig, jit: bool | None = None) -> pyro.infer.ELBO:
-    """The Pyro loss named by ``config.objective`` (JIT-compiled when ``jit``)."""
-    jit = config.jit if jit is None else jit
+def build_objective(config: TrainConfig) -> pyro.infer.ELBO:
+    """The Pyro loss named by ``config.objective``."""
     if config.objective == "iwae":
         return Trace_IWAE(num_particles=config.num_particles)
     options = dict(
@@ -134,11 +133,7 @@ def build_objective(config: TrainConfig, jit: bool | None = None) -> pyro.infer.
         max_plate_nesting=1,
     )
     if config.objective == "elbo":
-        if jit:
-            return pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True, **options)
         return pyro.infer.Trace_ELBO(**options)
-    if jit:
-        return pyro.infer.JitTraceMeanField_ELBO(ignore_jit_warnings=True, **options)
     return pyro.infer.TraceMeanField_ELBO(**options)
 
 

@@ -1,13 +1,14 @@
 r"""
 One training loop for every pyrogen model/guide pair.
 
-Each step evaluates a Pyro loss bound to the model and guide
-(``objective(model, guide)``, Pyro's ``ELBOModule``: the same
-``differentiable_loss`` that ``SVI.step`` uses) and takes one step of a single
-torch optimiser over all the pair's parameters. This is what ``SVI`` does,
-minus its per-parameter optimiser objects and parameter-capture trace, which
-cost a small VAE about a third of its speed; with a JIT-compiled ELBO the
-loop runs as fast as a hand-written PyTorch loop (``benchmarks/vae_throughput``).
+Each step evaluates a Pyro loss of the model and guide (the same
+``differentiable_loss`` that ``SVI.step`` uses), compiled once by
+:class:`~pyrogen.infer.CompiledLoss` (or, with ``jit=False``, Pyro's own
+``ELBOModule``), and takes one step of a single torch optimiser over all the
+pair's parameters. This is what ``SVI`` does, minus its per-parameter
+optimiser objects and the per-step Python work of tracing, which cost a small
+VAE about a third of its speed; the loop runs as fast as a hand-written PyTorch
+loop (``benchmarks/vae_throughput``).
 The model and guide stay plain Pyro, so a user's own
 ``SVI(vae.model, vae.guide, Adam(...), Trace_ELBO())`` trains the same objects.
 
@@ -32,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pyrogen.data import DataSplits, Split
+from pyrogen.infer.jit import CompiledLoss
 from pyrogen.train.checkpoint import (
     atomic_write,
     get_rng_state,
@@ -129,8 +131,10 @@ class Trainer:
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self.objective = build_objective(config)
-        self.eval_objective = build_objective(config, jit=False)
-        self.loss = self.objective(model.model, model.guide)
+        if config.jit:
+            self.loss = CompiledLoss(self.objective, model.model, model.guide)
+        else:
+            self.loss = self.objective(model.model, model.guide)
         self.params = [p for p in self.loss.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
@@ -311,7 +315,7 @@ class Trainer:
             torch.manual_seed(self.config.seed)
             for batch in split.batches(batch_size, seed=self.config.seed, rank=self.rank,
                                        world_size=self.world_size):
-                total += self.eval_objective.loss(self.model.model, self.model.guide, batch.x)
+                total += self.objective.loss(self.model.model, self.model.guide, batch.x)
         return _sum_across_ranks(total, self.device) / len(split)
 
     # ------------------------------------------------------------------ files
