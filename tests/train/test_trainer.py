@@ -196,3 +196,18 @@ def test_kl_warmup_and_lr_schedule(data):
     trainer = make_trainer(data, epochs=3, lr_schedule="exponential", lr_decay=0.5)
     history = trainer.fit()
     assert [r["lr"] for r in history] == [1e-3, 5e-4, 2.5e-4]
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from pyrogen.train.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+
+    save_checkpoint({"rng": get_rng_state()}, tmp_path / "rng.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    random.random(), np.random.rand(), torch.rand(3)  # move every generator on
+    set_rng_state(load_checkpoint(tmp_path / "rng.pt", map_location="cpu")["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
