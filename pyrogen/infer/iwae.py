@@ -64,9 +64,17 @@ class Trace_IWAE(ELBO):
         )
         for name in guide_trace.stochastic_nodes:
             site = guide_trace.nodes[name]
-            if not site_is_subsample(site) and not site["fn"].has_rsample:
+            if site_is_subsample(site):
+                continue
+            if not site["fn"].has_rsample:
                 raise NotImplementedError(
                     f"Trace_IWAE needs reparameterised guide sites; site {name!r} is not"
+                )
+            if float(site["scale"]) != float(scale):
+                raise ValueError(
+                    f"Trace_IWAE bounds log p(x) and has no KL term to weight, but site "
+                    f"{name!r} is scaled by {float(site['scale']) / float(scale):g} beyond "
+                    "the data plate (beta or poutine.scale); use beta=1"
                 )
         return -scale * _logmeanexp(log_w, 0).sum()
 

@@ -144,3 +144,11 @@ def test_bits_per_dim():
     assert bits_per_dim(torch.tensor(-784 * math.log(2.0)), 784).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="num_dims"):
         bits_per_dim(-1.0, 0)
+
+
+def test_iwae_refuses_a_kl_weight():
+    vae = VAE((1, 4, 4), latent_dim=3, hidden=(8,))
+    x = torch.bernoulli(torch.rand(6, 1, 4, 4))
+    with pytest.raises(ValueError, match="scaled by 0.5 beyond the data plate"):
+        Trace_IWAE(num_particles=2).loss(vae.model, vae.guide, x, num_data=60, beta=0.5)
+    assert math.isfinite(Trace_IWAE(num_particles=2).loss(vae.model, vae.guide, x, num_data=60))

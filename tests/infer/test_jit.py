@@ -8,23 +8,26 @@ from pyrogen.models import VAE
 
 
 @pytest.mark.parametrize(
-    "elbo", [Trace_ELBO, lambda: Trace_IWAE(num_particles=3)], ids=["Trace_ELBO", "Trace_IWAE"]
+    "elbo, kwargs",
+    [(Trace_ELBO, {"num_data": 100, "beta": 0.5}),
+     (lambda: Trace_IWAE(num_particles=3), {"num_data": 100})],
+    ids=["Trace_ELBO", "Trace_IWAE"],
 )
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-def test_compiled_loss_equals_pyro_loss_and_gradients(elbo, likelihood):
+def test_compiled_loss_equals_pyro_loss_and_gradients(elbo, kwargs, likelihood):
     vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,), likelihood=likelihood)
     x = torch.rand(10, 1, 8, 8)
     if likelihood == "bernoulli":
         x = torch.bernoulli(x)
     compiled = CompiledLoss(elbo(), vae.model, vae.guide)
-    compiled(x, num_data=100, beta=0.5)  # compile (draws random numbers)
+    compiled(x, **kwargs)  # compile (draws random numbers)
     for _ in range(2):  # the second call runs the compiled graph again: fresh draws, same values
         seed = torch.randint(1000, ()).item()
         pyro.set_rng_seed(seed)
-        expected = elbo().differentiable_loss(vae.model, vae.guide, x, num_data=100, beta=0.5)
+        expected = elbo().differentiable_loss(vae.model, vae.guide, x, **kwargs)
         grads = torch.autograd.grad(expected, list(vae.parameters()))
         pyro.set_rng_seed(seed)
-        got = compiled(x, num_data=100, beta=0.5)
+        got = compiled(x, **kwargs)
         got.backward()
         assert got.item() == pytest.approx(expected.item(), rel=1e-5)
         for g, p in zip(grads, vae.parameters()):
