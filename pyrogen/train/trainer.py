@@ -196,8 +196,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> list[dict[str, Any]]:
         """Train until ``config.epochs`` epochs are done or early stopping; return the history."""
+        fresh = self.epoch == 0 and not self.history
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        if fresh and last is not None and last.exists() and self.rank == 0:
+            raise ValueError(
+                f"run folder {self.run_dir} already holds a run ({last}); call resume() to "
+                "continue it, or choose another run_dir: a new run would overwrite it"
+            )
         self.logger.start()
-        if self.epoch == 0 and not self.history:
+        if fresh:
             pyro.set_rng_seed(self.config.seed)
         try:
             while self.epoch < self.config.epochs:

@@ -211,3 +211,11 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     set_rng_state(load_checkpoint(tmp_path / "rng.pt", map_location="cpu")["rng"])
     got = (random.random(), np.random.rand(), torch.rand(3))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_a_new_trainer_does_not_overwrite_an_existing_run(data, tmp_path):
+    make_trainer(data, tmp_path, epochs=1).fit()
+    before = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run .* call resume"):
+        make_trainer(data, tmp_path, epochs=2).fit()
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == before
