@@ -52,6 +52,13 @@ _positive_int = _positive(int, "a positive integer")
 _positive_float = _positive(float, "a positive number")
 
 
+def _at_least_two(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
 def _validation_size(text: str) -> int | float:
     try:
         return int(text)
@@ -165,6 +172,30 @@ def _add_sample_parser(sub: Any) -> None:
     _add_device(p)
 
 
+def _add_diagnose_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "diagnose", help="posterior diagnostics of a trained run, in ArviZ",
+        description="Draw from the run's guide on data points of a split and write a report "
+                    "folder: summary.csv (also printed), points.csv (per data point, worst "
+                    "Pareto k-hat first), latents.csv, ArviZ plots as PNG, and the "
+                    "InferenceData as inference_data.nc (NetCDF; arviz.from_netcdf opens it).")
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="the report folder (default: RUN/diagnostics-SPLIT)")
+    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
+    p.add_argument("--num-points", type=_positive_int, default=1000,
+                   help="the first N data points of the split (default: %(default)s)")
+    p.add_argument("--num-samples", type=_at_least_two, default=1000,
+                   help="guide draws per data point for k-hat and ESS; k-hat's threshold is "
+                        "min(1 - 1/log10(N), 0.7) (default: %(default)s)")
+    p.add_argument("--num-predictive", type=_positive_int, default=100,
+                   help="posterior predictive draws per data point (default: %(default)s)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="override the run's data folder")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    _add_device(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs."
@@ -173,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
     _add_sample_parser(sub)
+    _add_diagnose_parser(sub)
     return parser
 
 
@@ -280,6 +312,42 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(args.out), "num": args.num}
 
 
+def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
+    from pyrogen.diagnostics.report import diagnose
+    from pyrogen.train import load_run
+
+    if args.num_predictive > args.num_samples:
+        raise ValueError(f"--num-predictive ({args.num_predictive}) must not exceed "
+                         f"--num-samples ({args.num_samples})")
+    model, config = load_run(args.run, args.checkpoint, args.device)
+    if not hasattr(model, "guide"):
+        raise ValueError(f"run {args.run} trained a {config.model}, which has no guide q(z|x) "
+                         "to diagnose")
+    data = load_data(config, args.data_dir).to(args.device)
+    split = getattr(data, args.split)
+    if len(split) == 0:
+        raise ValueError(f"run {args.run} has an empty {args.split} split")
+    # one fixed binarisation draw, as `evaluate` scores
+    batch = next(iter(split.batches(min(args.num_points, len(split)), seed=config.seed)))
+    history = _read_history(args.run)
+    out = args.out or args.run / f"diagnostics-{args.split}"
+    pyro.set_rng_seed(args.seed)
+    summary = diagnose(model.model, model.guide, batch.x, out, labels=batch.y,
+                       obs_index=batch.index.tolist(), num_samples=args.num_samples,
+                       num_predictive=args.num_predictive, history=history)
+    width = max(map(len, summary))
+    for name, value in summary.items():
+        print(f"{name:<{width}}  {value:.6g}")
+    return {"out": str(out), "split": args.split, "binarize": data.binarize, **summary}
+
+
+def _read_history(run: Path) -> list[dict[str, Any]] | None:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrogen`` command; returns the exit status."""
     parser = build_parser()
@@ -292,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _train(args, parser)
         elif args.command == "evaluate":
             result = _evaluate(args)
+        elif args.command == "diagnose":
+            result = _diagnose(args)
         else:
             result = _sample(args)
     except (ValueError, FileNotFoundError, CheckpointError, DataFormatError,
