@@ -1,6 +1,12 @@
+import sys
+from pathlib import Path
+
 import pyro
 import pytest
 import torch
+
+# the probabilistic PCA helpers (tests/infer/ppca.py) serve every test folder
+sys.path.insert(0, str(Path(__file__).parent / "infer"))
 
 
 @pytest.fixture(autouse=True)

@@ -102,3 +102,46 @@ def test_python_dash_m_and_help():
     assert "--iw-samples" in subprocess.run(
         [sys.executable, "-m", "pyrogen", "evaluate", "--help"], capture_output=True, text=True
     ).stdout
+
+
+@pytest.mark.parametrize("options", [
+    ["--likelihood", "bernoulli"],
+    ["--likelihood", "gaussian", "--objective", "iwae", "--num-particles", "2"],
+    ["--likelihood", "continuous-bernoulli", "--objective", "meanfield"],
+], ids=["bernoulli", "gaussian-iwae", "cbernoulli-meanfield"])
+def test_diagnose_writes_a_report_arviz_can_read(capsys, tmp_path, options):
+    import pandas as pd
+
+    from pyrogen.diagnostics._arviz import arviz
+    from pyrogen.diagnostics.report import REPORT_FILES
+
+    run_dir = tmp_path / "run"
+    small = [a for a in SMALL if a not in ("--epochs", "2")] + ["--epochs", "1"]
+    code, out, err = run(capsys, "train", "vae", "--out", run_dir, *small, *options)
+    assert code == 0, err
+    report = tmp_path / "report"
+    code, out, err = run(capsys, "diagnose", run_dir, "--num-points", "12", "--num-samples", "100",
+                         "--num-predictive", "5", "--out", report, "--device", "cpu")
+    assert code == 0, err
+    result = last_json(out)
+    assert "khat_threshold" in out.splitlines()[2]  # the printed table comes first
+    assert result["num_points"] == 12 and result["khat_threshold"] == pytest.approx(0.5)
+    assert sorted(p.name for p in report.iterdir()) == sorted(REPORT_FILES)
+    summary = pd.read_csv(report / "summary.csv")
+    assert dict(zip(summary["name"], summary["value"]))["num_samples"] == 100
+    points = pd.read_csv(report / "points.csv", index_col="obs")
+    assert len(points) == 12 and list(points["khat"]) == sorted(points["khat"], reverse=True)
+    assert set(points["label"]) <= set(range(10))
+    idata = arviz().from_netcdf(report / "inference_data.nc")
+    assert idata.posterior["z"].dims == ("chain", "draw", "obs", "latent")
+    assert idata.posterior["z"].shape == (1, 100, 12, 4)
+    assert list(idata.training_history["epoch"].values) == [1]
+
+
+def test_diagnose_bad_flags(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["diagnose", str(tmp_path), "--num-samples", "1"])
+    assert e.value.code == 2
+    assert "expected an integer >= 2" in capsys.readouterr().err
+    code, _, err = run(capsys, "diagnose", tmp_path / "missing", "--device", "cpu")
+    assert code == 1 and "does not exist" in err

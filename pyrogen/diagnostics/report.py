@@ -5,8 +5,10 @@ and the InferenceData as NetCDF. ``pyrogen diagnose RUN`` calls :func:`diagnose`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,16 @@ REPORT_FILES = {
     "latent_kl.png": "KL per latent dimension, active units marked",
     "aggregate_posterior.png": "aggregate posterior marginals of the most active units vs the prior",
 }
+
+
+@contextlib.contextmanager
+def _quiet_arviz():
+    """ArviZ 0.23's plots warn about its own internals (matplotlib 3.11's ``normalize_kwargs``,
+    arrays in ``plot_khat``); nothing a user of pyrogen can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        warnings.filterwarnings("ignore", message=".*alias_mapping.*")
+        yield
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -112,7 +124,7 @@ def _worst_images(idata: Any, worst: pd.DataFrame, path: Path) -> bool:
     if x.ndim != 4:  # (obs, channel, row, column) images only
         return False
     images = torch.as_tensor(x.sel(obs=worst.index.values).values.astype(np.float32))
-    save_image_grid(images, path, nrow=min(8, len(images)))
+    save_image_grid(images, path, nrow=min(8, len(images)), scale=max(1, 64 // images.shape[-1]))
     return True
 
 
@@ -189,14 +201,18 @@ def diagnose(
     _write_csv(pd.DataFrame({"name": list(summary), "value": list(summary.values())}),
                out / "summary.csv", index=False)
     _write_csv(table, out / "points.csv")
-    _plot_khat(table.sort_index()["khat"].values, summary["khat_threshold"], out / "khat.png")
+    with _quiet_arviz():
+        _plot_khat(table.sort_index()["khat"].values, summary["khat_threshold"],
+                   out / "khat.png")
     _worst_images(idata, checks.worst_points(table, num_worst), out / "worst.png")
-    if stats is not None:
-        _plot_ppc(stats, out, min(num_predictive, 50))
-    if latents is not None:
-        _write_csv(latents, out / "latents.csv")
-        if "z" in get_group(idata, "posterior"):
-            _plot_latents(latents, idata, out / "latent_kl.png", out / "aggregate_posterior.png")
+    with _quiet_arviz():
+        if stats is not None:
+            _plot_ppc(stats, out, min(num_predictive, 50))
+        if latents is not None:
+            _write_csv(latents, out / "latents.csv")
+            if "z" in get_group(idata, "posterior"):
+                _plot_latents(latents, idata, out / "latent_kl.png",
+                              out / "aggregate_posterior.png")
     return summary
 
 
