@@ -5,9 +5,10 @@ here.
 ArviZ 0.x holds results in an ``arviz.InferenceData`` and has ``arviz.psislw``; ArviZ 1.x holds
 them in an ``xarray.DataTree``, changes ``from_dict`` to nested groups and moves ``psislw`` to
 ``arviz_stats``. pyrogen builds every group as an :class:`xarray.Dataset` itself (so
-``from_dict`` is never needed) and wraps the groups here. The 0.x path is what installs and is
-tested with this project; the 1.x path is tested on xarray's own ``DataTree``, with ``psislw``
-taken from ``arviz_stats``.
+``from_dict`` is never needed) and wraps the groups here. The 0.x path is what installs and
+is tested with this project; under 1.x the groups go into an ``xarray.DataTree`` (building,
+writing and reading it is tested here, on xarray's own class) and ``psislw`` comes from
+``arviz_stats`` (not tested: 1.x does not install here).
 """
 
 from __future__ import annotations
