@@ -30,6 +30,7 @@ import torch
 from pyrogen.data import load_dataset
 from pyrogen.infer import elbo, log_likelihood
 from pyrogen.models import VAE
+from pyrogen.nn import glorot_init_
 from pyrogen.train import TrainConfig, Trainer
 from pyrogen.train.config import default_device
 
@@ -54,14 +55,11 @@ def glorot_init(vae: VAE, train_images: torch.Tensor, seed: int) -> None:
     """Burda et al.'s initialisation: Glorot-uniform weights, zero biases, and the decoder's
     output bias at the logit of the mean training pixel (so the first steps need not learn it)."""
     g = torch.Generator().manual_seed(seed)
-    linears = [m for m in vae.modules() if isinstance(m, torch.nn.Linear)]
+    for m in vae.modules():
+        glorot_init_(m, generator=g)
+    out = [m for m in vae.model.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    mean = train_images.reshape(len(train_images), -1).mean(0).clamp(1e-3, 1 - 1e-3)
     with torch.no_grad():
-        for m in linears:
-            bound = (6.0 / (m.in_features + m.out_features)) ** 0.5
-            m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2 * bound - bound)
-            m.bias.zero_()
-        out = [m for m in vae.model.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
-        mean = train_images.reshape(len(train_images), -1).mean(0).clamp(1e-3, 1 - 1e-3)
         out.bias.copy_(torch.logit(mean))
 
 

@@ -3,7 +3,8 @@
 * :class:`MLP`, :class:`MLPEncoder`, :class:`MLPDecoder`: fully connected networks;
 * :class:`ConvTrunk`, :class:`ConvEncoder`, :class:`ConvDecoder`: DCGAN-style networks for
   28x28 and 64x64 images;
-* :func:`build_encoder`, :func:`build_decoder`: build either by name (``"mlp"``, ``"conv"``).
+* :func:`build_encoder`, :func:`build_decoder`: build either by name (``"mlp"``, ``"conv"``);
+* :func:`glorot_init_`, :func:`dcgan_init_`: initialisations, for ``net.apply``.
 
 Encoders map ``(..., *data_shape)`` to ``(loc, scale)``, each ``(..., latent_dim)`` with
 ``scale > 0``; decoders map ``(..., latent_dim)`` to unnormalised ``(..., *data_shape)``.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from .conv import SUPPORTED_SIZES, ConvDecoder, ConvEncoder, ConvTrunk, conv_trunk, dcgan_init_
 from .factory import ARCHITECTURES, build_decoder, build_encoder
-from .mlp import ACTIVATIONS, MLP, LeakyReLU, MLPDecoder, MLPEncoder
+from .mlp import ACTIVATIONS, MLP, LeakyReLU, MLPDecoder, MLPEncoder, glorot_init_
 
 __all__ = [
     "ACTIVATIONS",
@@ -30,4 +31,5 @@ __all__ = [
     "build_encoder",
     "conv_trunk",
     "dcgan_init_",
+    "glorot_init_",
 ]
