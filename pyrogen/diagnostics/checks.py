@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 
 from pyrogen.diagnostics._arviz import get_group, psislw
@@ -53,8 +54,10 @@ def khat_threshold(num_samples: int) -> float:
 
 def _log_weights(source: Any) -> xr.DataArray:
     """The log weights as a DataArray (obs, sample), from an InferenceData or an array (..., K)."""
-    if isinstance(source, (np.ndarray, list)) or hasattr(source, "numpy"):
-        array = np.asarray(source.numpy() if hasattr(source, "numpy") else source, np.float64)
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
+    if isinstance(source, (np.ndarray, list)):
+        array = np.asarray(source, np.float64)
         if array.ndim != 2:
             raise ValueError(f"log weights must have shape (num_samples, num_points); got {array.shape}")
         return xr.DataArray(array.T, dims=("obs", "sample"))
@@ -72,9 +75,11 @@ def pareto_khat(source: Any) -> xr.DataArray:
     """
     lw = _log_weights(source)
     _, k = psislw(lw.values)
-    return xr.DataArray(k, dims=("obs",), coords={c: lw[c] for c in lw.coords if c != "sample"
-                                                   and "sample" not in lw[c].dims},
-                        name="khat")
+    return xr.DataArray(k, dims=("obs",), coords=_obs_coords(lw), name="khat")
+
+
+def _obs_coords(lw: xr.DataArray) -> dict[str, xr.DataArray]:
+    return {c: lw[c] for c in lw.coords if "sample" not in lw[c].dims}
 
 
 def importance_ess(source: Any) -> xr.DataArray:
@@ -84,7 +89,7 @@ def importance_ess(source: Any) -> xr.DataArray:
     w = np.exp(values)
     w /= w.sum(axis=1, keepdims=True)
     return xr.DataArray(1.0 / (w**2).sum(axis=1), dims=("obs",), name="ess",
-                        coords={c: lw[c] for c in lw.coords if "sample" not in lw[c].dims})
+                        coords=_obs_coords(lw))
 
 
 def _logmeanexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -135,13 +140,15 @@ def latent_usage(idata: Any, name: str = "z", threshold: float = 1e-2) -> pd.Dat
                       for k in ("q_mean", "q_std", "prior_mean", "prior_std"))
     kl = np.log(ps / qs) + (qs**2 + (qm - pm) ** 2) / (2 * ps**2) - 0.5
     activity = qm.var(axis=0)
-    return pd.DataFrame({
+    usage = pd.DataFrame({
         "activity": activity,
         "active": activity > threshold,
         "kl": kl.mean(axis=0),
         "aggregate_mean": qm.mean(axis=0),
         "aggregate_std": np.sqrt((qs**2).mean(axis=0) + qm.var(axis=0)),
     }, index=pd.Index(np.arange(qm.shape[1]), name="latent"))
+    usage.attrs["name"] = name
+    return usage
 
 
 def _moments(idata: Any, name: str) -> xr.Dataset:

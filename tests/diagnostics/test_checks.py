@@ -184,3 +184,16 @@ def test_pointwise_has_labels_and_sorted_index():
     assert list(table.columns) == ["label", "khat", "ess", "log_likelihood", "elbo",
                                    "reconstruction", "gap"]
     assert list(table["label"]) == [0, 1, 0, 1, 2, 2]
+
+
+def test_khat_and_ess_take_the_estimators_tensors():
+    from pyrogen.infer import log_importance_weights
+
+    W, mu, sigma = make_ppca()
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=False)
+    x = sample_ppca(W, mu, sigma, 4)
+    log_w, _ = log_importance_weights(model, guide, x, num_particles=500)  # (K, points), grad
+    assert log_w.requires_grad
+    array = log_w.detach().numpy()
+    np.testing.assert_array_equal(pareto_khat(log_w).values, pareto_khat(array).values)
+    np.testing.assert_allclose(importance_ess(log_w).values, importance_ess(array).values)
