@@ -40,8 +40,8 @@ _DATA_GROUPS = ("posterior_predictive", "prior_predictive", "observed_data")
 _DATA_DIMS = {1: ("feature",), 2: ("row", "column"), 3: ("channel", "row", "column")}
 
 
-def _check_args(data: torch.Tensor, labels: Any, num_samples: int, num_predictive: int | None,
-                batch_size: int | None) -> None:
+def _check_args(model: Callable, data: torch.Tensor, labels: Any, num_samples: int,
+                num_predictive: int | None, batch_size: int | None) -> None:
     if not isinstance(data, torch.Tensor) or data.dim() < 2:
         got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
         raise ValueError(f"data must be a tensor of shape (N, *data_shape); got {got}")
@@ -55,6 +55,13 @@ def _check_args(data: torch.Tensor, labels: Any, num_samples: int, num_predictiv
         raise ValueError(
             f"num_predictive ({num_predictive}) must not exceed num_samples ({num_samples})"
         )
+    if isinstance(model, torch.nn.Module):
+        tensors = [*model.parameters(), *model.buffers()]
+        if tensors and tensors[0].device != data.device:
+            raise ValueError(
+                f"data is on {data.device} but the model on {tensors[0].device}; "
+                f"move the data with data.to({str(tensors[0].device)!r})"
+            )
     if labels is not None:
         labels = torch.as_tensor(labels)
         if labels.shape != (len(data),):
@@ -101,7 +108,7 @@ class _Collector:
 
     def __init__(self) -> None:
         self.parts: dict[tuple[str, str], list[np.ndarray]] = {}
-        self.dims: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.dims: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
 
     def add(self, group: str, name: str, value: torch.Tensor, dims: tuple[str, ...],
             obs_axis: int) -> None:
@@ -263,7 +270,7 @@ def to_inference_data(
     :param history: epoch records, e.g. the lines of a run's ``metrics.jsonl``.
     :param kwargs: passed to the model and guide.
     """
-    _check_args(data, labels, num_samples, num_predictive, batch_size)
+    _check_args(model, data, labels, num_samples, num_predictive, batch_size)
     num_predictive = min(num_samples, 100) if num_predictive is None else int(num_predictive)
     batch_size = batch_size or _auto_batch_size(num_samples, data[0].numel())
     index = np.arange(len(data)) if obs_index is None else np.asarray(list(obs_index))

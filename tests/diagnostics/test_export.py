@@ -139,3 +139,10 @@ def test_history_dataset_needs_records():
         history_dataset([])
     ds = history_dataset([{"train_loss": 2.0}, {"train_loss": 1.0}])
     assert list(ds["epoch"].values) == [1, 2]
+
+
+def test_data_on_another_device_than_the_model_is_named():
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,)).to(torch.float64)
+    x = torch.zeros(2, 1, 8, 8, device="meta")
+    with pytest.raises(ValueError, match="data is on meta but the model on cpu"):
+        to_inference_data(vae.model, vae.guide, x)
