@@ -71,7 +71,8 @@ def _plot_khat(khat: np.ndarray, threshold: float, path: Path) -> None:
     _save(_figure(ax), path)
 
 
-def _plot_latents(latents: pd.DataFrame, idata: Any, path_kl: Path, path_agg: Path) -> None:
+def _plot_latents(latents: pd.DataFrame, idata: Any, name: str, path_kl: Path,
+                  path_agg: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(4, 0.18 * len(latents) + 2), 3))
@@ -82,19 +83,20 @@ def _plot_latents(latents: pd.DataFrame, idata: Any, path_kl: Path, path_agg: Pa
     _save(fig, path_kl)
 
     az = arviz()
-    z = get_group(idata, "posterior")["z"]
+    z = get_group(idata, "posterior")[name]
+    unit_dim = z.dims[-1]
     top = latents.sort_values("activity", ascending=False).index[: min(4, len(latents))]
     fig, axes = plt.subplots(1, len(top), figsize=(3 * len(top), 2.6), squeeze=False)
     moments = get_group(idata, "latent_moments")
     for ax, u in zip(axes[0], top):
-        draws = z.isel(latent=int(u)).values.ravel()
+        draws = z.isel({unit_dim: int(u)}).values.ravel()
         az.plot_kde(draws, ax=ax, plot_kwargs={"color": "C0"}, label="aggregate posterior")
-        pm = float(moments["z_prior_mean"].isel(latent=int(u)).mean())
-        ps = float(moments["z_prior_std"].isel(latent=int(u)).mean())
+        pm = float(moments[f"{name}_prior_mean"].isel({unit_dim: int(u)}).mean())
+        ps = float(moments[f"{name}_prior_std"].isel({unit_dim: int(u)}).mean())
         grid = np.linspace(pm - 4 * ps, pm + 4 * ps, 200)
         ax.plot(grid, np.exp(-0.5 * ((grid - pm) / ps) ** 2) / (ps * math.sqrt(2 * math.pi)),
                 color="C1", ls="--", label="prior")
-        ax.set_title(f"z[{u}]")
+        ax.set_title(f"{name}[{u}]")
     axes[0][0].legend(fontsize=7)
     _save(fig, path_agg)
 
@@ -153,7 +155,7 @@ def summarise(idata: Any, table: pd.DataFrame, stats: Any | None,
             "active_units": float(latents["active"].sum()),
             "latent_dims": float(len(latents)),
             "kl_total": float(latents["kl"].sum()),
-            "aggregate_posterior_kl": checks.aggregate_posterior_kl(idata),
+            "aggregate_posterior_kl": checks.aggregate_posterior_kl(idata, latents.attrs["name"]),
         }
     if stats is not None:
         summary |= checks.ppc_pvalues(stats)
@@ -191,8 +193,10 @@ def diagnose(
                               num_samples=num_samples, num_predictive=num_predictive,
                               history=history, **kwargs)
     table = checks.pointwise(idata).sort_values("khat", ascending=False)
-    has_moments = "latent_moments" in group_names(idata)
-    latents = checks.latent_usage(idata) if has_moments else None
+    # the first latent site with Gaussian guide and prior ("z" in every pyrogen model so far)
+    gaussian = ([v[: -len("_q_mean")] for v in get_group(idata, "latent_moments").data_vars
+                 if v.endswith("_q_mean")] if "latent_moments" in group_names(idata) else [])
+    latents = checks.latent_usage(idata, gaussian[0]) if gaussian else None
     pixels = "x" in get_group(idata, "observed_data")
     stats = checks.ppc_statistics(idata) if pixels else None
     summary = summarise(idata, table, stats, latents)
@@ -210,9 +214,8 @@ def diagnose(
             _plot_ppc(stats, out, min(num_predictive, 50))
         if latents is not None:
             _write_csv(latents, out / "latents.csv")
-            if "z" in get_group(idata, "posterior"):
-                _plot_latents(latents, idata, out / "latent_kl.png",
-                              out / "aggregate_posterior.png")
+            _plot_latents(latents, idata, latents.attrs["name"], out / "latent_kl.png",
+                          out / "aggregate_posterior.png")
     return summary
 
 
