@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import arviz as az
 import pyro
-import torch
 
 from pyrogen import diagnostics
 from pyrogen.data import load_dataset
-from pyrogen.diagnostics._arviz import arviz
 from pyrogen.models import VAE
 from pyrogen.train import TrainConfig, Trainer, load_run
 from pyrogen.train.config import default_device
@@ -49,7 +48,6 @@ def trained_vae(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> dict:
     vae, data, history = trained_vae(args)
-    az = arviz()  # ArviZ without 0.23's import-time FutureWarning
     # one fixed binarisation draw of the test images, with their labels
     batch = next(iter(data.test.batches(args.num_points, seed=args.seed)))
     pyro.set_rng_seed(args.seed)
