@@ -14,15 +14,22 @@ parameter tensors themselves stay the same objects: ``load_state_dict`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pyro
+import pyro.infer.trace_elbo
+import pyro.infer.trace_mean_field_elbo
 import pyro.poutine as poutine
 import torch
 from torch import nn
+
+#: Pyro modules whose losses call ``torch_item`` (see :func:`_items_stay_tensors`)
+_ITEM_MODULES = (pyro.infer.trace_elbo, pyro.infer.trace_mean_field_elbo)
 
 
 class CompiledLoss(nn.Module):
@@ -87,8 +94,28 @@ class CompiledLoss(nn.Module):
             constrained = {name: pyro.param(name) for name in names}
             return poutine.replay(loss, params=constrained)(*params_and_args[len(names):], **kwargs)
 
-        with warnings.catch_warnings(), pyro.validation_enabled(False):
+        with warnings.catch_warnings(), pyro.validation_enabled(False), _items_stay_tensors():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             compiled = torch.jit.trace(replayed, params + tuple(args), check_trace=False)
         return compiled, params
+
+
+def _detached_item(x: Any) -> Any:
+    return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+@contextlib.contextmanager
+def _items_stay_tensors() -> Iterator[None]:
+    # Pyro's ELBOs return ``loss + (surrogate - torch_item(surrogate))``, the
+    # value of ``loss`` with the gradient of ``surrogate``. Traced, ``.item()``
+    # freezes into a constant: the compiled value becomes
+    # ``loss(theta) + surrogate(theta) - surrogate(theta_0)``, with theta_0 the
+    # parameters at compile time (for TraceMeanField_ELBO, whose ``loss`` is
+    # a detached tensor under tracing, twice the true loss minus its value at
+    # compile time). A detached tensor instead of a float keeps the value right
+    # and the gradient unchanged.
+    with contextlib.ExitStack() as stack:
+        for module in _ITEM_MODULES:
+            stack.enter_context(mock.patch.object(module, "torch_item", _detached_item))
+        yield

@@ -68,3 +68,21 @@ def test_parameters_of_another_model_in_the_param_store_are_refused():
     second = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
     with pytest.raises(RuntimeError, match="clear_param_store"):
         CompiledLoss(Trace_ELBO(), second.model, second.guide)(x)
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO], ids=["Trace_ELBO", "TraceMeanField_ELBO"])
+def test_compiled_loss_value_follows_the_parameters_after_compilation(elbo):
+    # Pyro's ELBOs take `.item()` of the surrogate loss; a tracer freezes it at
+    # the compile-time parameters, which once made the compiled mean-field value
+    # 2 L(theta) - L(theta_0) after training had moved theta.
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
+    x = torch.bernoulli(torch.rand(50, 1, 8, 8))
+    compiled = CompiledLoss(elbo(), vae.model, vae.guide)
+    compiled(x)
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    got = torch.stack([compiled(x).detach() for _ in range(400)]).mean()
+    with pyro.validation_enabled(False):
+        expected = sum(elbo().loss(vae.model, vae.guide, x) for _ in range(400)) / 400
+    assert got.item() == pytest.approx(expected, rel=0.01)
