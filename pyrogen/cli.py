@@ -18,11 +18,11 @@ import pyro
 import torch
 
 from pyrogen.data import BINARIZATIONS, DATASETS, load_dataset
-from pyrogen.models import LIKELIHOODS
+from pyrogen.models import CONDITIONS, LIKELIHOODS
 from pyrogen.nn import ACTIVATIONS
 from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, SCHEDULES, TrainConfig, default_device
 
-MODEL_NAMES = ("vae",)
+MODEL_NAMES = ("vae", "cvae")
 
 
 def _int_list(text: str) -> list[int]:
@@ -105,6 +105,17 @@ def _add_train_parser(sub: Any) -> None:
                    help="hidden activation (default: relu for mlp, leaky_relu/relu for conv)")
     m.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
                    help="p(x|z) (default: %(default)s)")
+    c = p.add_argument_group("conditional VAE (cvae)")
+    c.add_argument("--condition", choices=CONDITIONS, default=None,
+                   help="prior-network: p(z|y) network, q(z|x,y), p(x|z,y), after a baseline "
+                   "network (Sohn et al.); encoder-decoder: N(0,I) prior, q(z|x,y), p(x|z,y); "
+                   "class-mean: p(z|y) = N(mu_y, I), q(z|x), p(x|z) (default: encoder-decoder)")
+    c.add_argument("--quadrants", type=int, choices=(1, 2, 3), default=None,
+                   help="condition on this many visible quadrants of each image (the "
+                   "quadrant-completion task) instead of the class label")
+    c.add_argument("--baseline-epochs", type=int, default=None,
+                   help="epochs of baseline-network training before a prior-network CVAE "
+                   "(default: 10)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=_positive_int, default=None,
                    help="number of epochs (default: 10; with --resume, the run's own)")
@@ -162,11 +173,19 @@ def _add_evaluate_parser(sub: Any) -> None:
 
 def _add_sample_parser(sub: Any) -> None:
     p = sub.add_parser("sample", help="draw samples from a trained run",
-                       description="Save a grid of the means of p(x|z), z ~ p(z), as a PNG.")
+                       description="Save a grid of the means of p(x|z), z ~ p(z), as a PNG; for a cvae, "
+                       "of p(x|z,y), z ~ p(z|y), for the classes in --label, or completions of "
+                       "test images for a quadrant cvae.")
     p.add_argument("run", type=Path, help="the run folder")
     p.add_argument("--num", type=_positive_int, default=64, help="number of samples (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="the PNG file to write")
     p.add_argument("--nrow", type=_positive_int, default=None, help="images per row (default: square)")
+    p.add_argument("--label", type=int, default=None,
+                   help="class to draw, for a label-conditioned cvae (default: classes 0, 1, ... in turn)")
+    p.add_argument("--completions", type=_positive_int, default=3,
+                   help="for a quadrant cvae: completions drawn per test image; the picture "
+                   "shows --num test images (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="override the run's data folder (quadrant cvae)")
     p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     _add_device(p)
@@ -216,11 +235,31 @@ def _default_binarize(args: argparse.Namespace) -> str:
     return "dynamic" if args.likelihood == "bernoulli" else "none"
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
+def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    config = dict(latent_dim=args.latent_dim, hidden=list(args.hidden), arch=args.arch,
+                  likelihood=args.likelihood, activation=args.activation)
+    conditional = {"--condition": args.condition, "--quadrants": args.quadrants,
+                   "--baseline-epochs": args.baseline_epochs}
+    if args.model != "cvae":
+        given = [flag for flag, value in conditional.items() if value is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only apply to the conditional VAE (pyrogen train cvae)")
+        return config
+    if args.baseline_epochs is not None and args.baseline_epochs < 0:
+        parser.error(f"--baseline-epochs: expected an integer >= 0, got {args.baseline_epochs}")
+    condition = args.condition or "encoder-decoder"
+    if condition == "class-mean" and args.quadrants is not None:
+        parser.error("--condition class-mean conditions on class labels; it cannot take --quadrants")
+    if args.arch != "mlp":
+        parser.error("the conditional VAE is built from MLPs: --arch must be mlp")
+    return config | dict(condition=condition, quadrants=args.quadrants,
+                         baseline_epochs=10 if args.baseline_epochs is None else args.baseline_epochs)
+
+
+def _train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     return TrainConfig(
         model=args.model,
-        model_config=dict(latent_dim=args.latent_dim, hidden=list(args.hidden), arch=args.arch,
-                          likelihood=args.likelihood, activation=args.activation),
+        model_config=_model_config(args, parser),
         dataset=args.dataset, data_dir=args.data_dir, binarize=_default_binarize(args),
         validation_size=args.validation_size, limit=args.limit, epochs=args.epochs or 10,
         batch_size=args.batch_size, objective=args.objective, num_particles=args.num_particles,
@@ -256,12 +295,17 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         })
         run_dir = args.resume
     else:
-        config = _train_config(args)
+        config = _train_config(args, parser)
         run_dir = args.out or Path("runs") / f"{args.model}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "checkpoints").exists():
             parser.error(f"--out {run_dir} already holds a run; pass --resume {run_dir} to "
                          "continue it, or choose another --out")
     data = load_data(config)
+    if config.model == "cvae" and config.model_config.get("quadrants") is None:
+        if data.num_classes is None:
+            raise ValueError(f"the conditional VAE conditions on class labels, but data set "
+                             f"{config.dataset!r} has none; use --quadrants 1, 2 or 3")
+        config.model_config.setdefault("num_classes", data.num_classes)
     pyro.set_rng_seed(config.seed)  # the initial weights too depend on --seed only
     model = build_model(config.model, data_shape=data.shape, **{
         k: v for k, v in config.model_config.items() if k != "data_shape"})
@@ -282,10 +326,14 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
     torch.manual_seed(config.seed)
-    batches = [b.x for b in split.batches(args.batch_size, seed=config.seed)]
+    inputs = getattr(model, "inputs", lambda b: (b.x,))
+    batches = [inputs(b) for b in split.batches(args.batch_size, seed=config.seed)]
     start = time.perf_counter()
     elbos = elbo(model.model, model.guide, batches)
     lls = log_likelihood(model.model, model.guide, batches, num_samples=args.iw_samples)
+    num_dims = split.num_dims
+    if getattr(model, "visible", None) is not None:  # scored on the hidden pixels only
+        num_dims = int((~model.visible).sum())
     result = {
         "split": args.split,
         "num_points": len(split),
@@ -293,10 +341,16 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "elbo": float(elbos.mean()),
         "log_likelihood": float(lls.mean()),
         "nll": float(-lls.mean()),
-        "bits_per_dim": float(bits_per_dim(lls.mean(), split.num_dims)),
+        "bits_per_dim": float(bits_per_dim(lls.mean(), num_dims)),
         "iw_samples": args.iw_samples,
         "seconds": time.perf_counter() - start,
     }
+    if config.model == "cvae":
+        result["conditional_on"] = (f"{model.config['quadrants']} visible quadrants"
+                                    if model.config["quadrants"] else "class label")
+        pair = model.baseline_pair()
+        if pair is not None:  # no latent variable: the estimate is exact
+            result["baseline_nll"] = float(-elbo(*pair, batches).mean())
     (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -305,11 +359,28 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
     from pyrogen.train import load_run
     from pyrogen.viz import save_image_grid
 
-    model, _ = load_run(args.run, args.checkpoint, args.device)
+    model, config = load_run(args.run, args.checkpoint, args.device)
+    needs_labels = getattr(model, "needs_labels", None)
+    if args.label is not None and not needs_labels:
+        raise ValueError(f"--label needs a label-conditioned model; run {args.run} trained a "
+                         f"{config.model}" + (" on quadrants" if needs_labels is False else ""))
+    if args.label is not None and not 0 <= args.label < model.config["num_classes"]:
+        raise ValueError(f"--label must lie in [0, {model.config['num_classes']}), got {args.label}")
     torch.manual_seed(args.seed)
-    images = model.sample(args.num)
+    if needs_labels is False:  # quadrant completion of the first test images
+        data = load_data(config, args.data_dir).to(args.device)
+        x = next(iter(data.test.batches(args.num, seed=config.seed))).x
+        from pyrogen.data.quadrants import condition_on_quadrants
+
+        shown = condition_on_quadrants(x, model.visible).clamp(min=0)
+        completions = model.complete(x, args.completions)
+        images = torch.cat([shown, x, *completions])
+        save_image_grid(images, args.out, nrow=args.nrow or len(x))
+        return {"out": str(args.out), "num": len(x), "completions": args.completions,
+                "rows": "visible quadrants, truth, then one completion per row"}
+    images = model.sample(args.num) if args.label is None else model.sample(args.num, y=args.label)
     save_image_grid(images, args.out, nrow=args.nrow)
-    return {"out": str(args.out), "num": args.num}
+    return {"out": str(args.out), "num": args.num, **({"label": args.label} if args.label is not None else {})}
 
 
 def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,7 +403,10 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     history = _read_history(args.run)
     out = args.out or args.run / f"diagnostics-{args.split}"
     pyro.set_rng_seed(args.seed)
-    summary = diagnose(model.model, model.guide, batch.x, out, labels=batch.y,
+    extra = {}
+    if hasattr(model, "condition_of"):  # a conditional model: diagnose q(z|x,y) against p(z|y)
+        extra["condition"] = model.condition_of(batch.x, batch.y)
+    summary = diagnose(model.model, model.guide, batch.x, out, labels=batch.y, **extra,
                        obs_index=batch.index.tolist(), num_samples=args.num_samples,
                        num_predictive=args.num_predictive, history=history)
     width = max(map(len, summary))

@@ -142,15 +142,16 @@ def _uses(variables: dict[str, xr.DataArray], key: str, value: Any) -> bool:
 
 
 @torch.no_grad()
-def _run_batch(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
+def _run_batch(model: Callable, guide: Callable, args: tuple, num_samples: int,
                num_predictive: int, kwargs: dict, out: _Collector) -> None:
+    x = args[0]
     with pyro.plate(_DRAWS, num_samples, dim=-2):
-        guide_trace = poutine.trace(guide).get_trace(x, **kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(
             poutine.replay(poutine.uncondition(model), trace=guide_trace)
-        ).get_trace(x, **kwargs)
+        ).get_trace(*args, **kwargs)
     with pyro.plate(_DRAWS, num_predictive, dim=-2):
-        prior_trace = poutine.trace(poutine.uncondition(model)).get_trace(x, **kwargs)
+        prior_trace = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
 
     latents = [n for n, s in guide_trace.nodes.items()
                if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
@@ -228,6 +229,7 @@ def to_inference_data(
     data: torch.Tensor,
     *,
     labels: torch.Tensor | Sequence[int] | None = None,
+    condition: torch.Tensor | None = None,
     num_samples: int = 100,
     num_predictive: int | None = None,
     batch_size: int | None = None,
@@ -262,6 +264,9 @@ def to_inference_data(
     :param guide: its guide.
     :param torch.Tensor data: ``(N, *data_shape)`` on the model's device.
     :param labels: ``(N,)`` class labels, kept as a coordinate.
+    :param condition: for a conditional model, its condition ``y`` (``(N, ...)``), passed
+        as the second positional argument ``model(x, y)``; the groups are then
+        conditional on it (e.g. :math:`p(z \mid y)` as the prior).
     :param int num_samples: :math:`K`, guide draws per data point (posterior,
         ``log_likelihood``, ``sample_stats``).
     :param int num_predictive: draws per data point of the predictive and prior groups
@@ -278,8 +283,16 @@ def to_inference_data(
         raise ValueError(f"obs_index must have one entry per data point ({len(data)}); "
                          f"got shape {index.shape}")
     collector = _Collector()
-    for x in data.split(int(batch_size)):
-        _run_batch(model, guide, x, int(num_samples), num_predictive, kwargs, collector)
+    if condition is not None:
+        if not isinstance(condition, torch.Tensor) or condition.shape[:1] != data.shape[:1]:
+            got = tuple(condition.shape) if isinstance(condition, torch.Tensor) else type(condition).__name__
+            raise ValueError(f"condition must be a tensor with one entry per data point "
+                             f"({len(data)}, ...); got {got}")
+        chunks = zip(data.split(int(batch_size)), condition.split(int(batch_size)))
+    else:
+        chunks = ((x,) for x in data.split(int(batch_size)))
+    for args in chunks:
+        _run_batch(model, guide, tuple(args), int(num_samples), num_predictive, kwargs, collector)
     coords: dict[str, Any] = {"chain": [0], "obs": index}
     if labels is not None:
         coords["label"] = ("obs", torch.as_tensor(labels).cpu().numpy())

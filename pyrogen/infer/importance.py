@@ -22,13 +22,15 @@ keeps its data-point index.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
+
+from pyrogen.data.split import Batch
 
 _PARTICLES = "num_particles_vectorized"
 
@@ -110,12 +112,25 @@ def _logmeanexp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
-def _batches(data: torch.Tensor | Iterable[torch.Tensor], batch_size: int):
+def _batches(data: Any, batch_size: int) -> Iterator[tuple]:
+    # yields the positional arguments of model and guide for each chunk
     if isinstance(data, torch.Tensor):
-        yield from data.split(batch_size)
+        for x in data.split(batch_size):
+            yield (x,)
+    elif isinstance(data, tuple) and data and all(isinstance(a, torch.Tensor) for a in data):
+        n = data[0].shape[0]
+        if any(a.shape[0] != n for a in data):
+            raise ValueError(f"the tensors of data must have the same first dimension, got "
+                             f"{[tuple(a.shape) for a in data]}")
+        yield from zip(*(a.split(batch_size) for a in data))
     else:
         for batch in data:
-            yield batch[0] if isinstance(batch, (tuple, list)) else batch
+            if isinstance(batch, torch.Tensor):
+                yield (batch,)
+            elif isinstance(batch, Batch):
+                yield (batch.x,)
+            else:
+                yield tuple(batch)
 
 
 def _default_chunk(batch_size: int, num_dims: int, budget: int) -> int:
@@ -147,8 +162,11 @@ def log_likelihood(
     vectorised over particles and data points and chunked over both, so memory
     stays bounded whatever :math:`K` is.
 
-    :param data: a tensor ``(N, *data_shape)``, or an iterable of minibatches
-        (tensors, or tuples whose first item is the tensor).
+    :param data: a tensor ``(N, *data_shape)``; a tuple of tensors with a common
+        first dimension, the positional arguments of model and guide (e.g.
+        ``(x, y)`` for a conditional model, whose estimate is then
+        :math:`\log \hat p(x_n \mid y_n)`); or an iterable of minibatches, each a
+        tensor, a tuple of arguments, or a :class:`~pyrogen.data.Batch` (whose ``x`` is used).
     :param int num_samples: :math:`K`, importance samples per data point.
     :param int batch_size: data points per chunk (tensor input only).
     :param int chunk_size: particles per chunk; by default as many as fit
@@ -163,12 +181,13 @@ def log_likelihood(
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
     results = []
-    for x in _batches(data, int(batch_size)):
+    for args in _batches(data, int(batch_size)):
+        x = args[0]
         k_chunk = chunk_size or _default_chunk(x.shape[0], x[0].numel(), memory_budget)
         parts, done = [], 0
         while done < num_samples:
             k = min(int(k_chunk), num_samples - done)
-            log_w, _ = log_importance_weights(model, guide, x, num_particles=k, **kwargs)
+            log_w, _ = log_importance_weights(model, guide, *args, num_particles=k, **kwargs)
             parts.append(torch.logsumexp(log_w, 0))
             done += k
         results.append((torch.logsumexp(torch.stack(parts), 0) - math.log(num_samples)).cpu())
@@ -190,10 +209,11 @@ def elbo(
     r"""
     A Monte Carlo estimate of every data point's ELBO,
     :math:`\frac{1}{K}\sum_k \log w_{kn}`, as a CPU tensor ``(N,)`` in nats.
+    ``data`` is as in :func:`log_likelihood`.
     """
     results = []
-    for x in _batches(data, int(batch_size)):
-        log_w, _ = log_importance_weights(model, guide, x, num_particles=num_particles, **kwargs)
+    for args in _batches(data, int(batch_size)):
+        log_w, _ = log_importance_weights(model, guide, *args, num_particles=num_particles, **kwargs)
         results.append(log_w.mean(0).cpu())
     if not results:
         raise ValueError("data is empty")

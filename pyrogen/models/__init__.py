@@ -13,10 +13,11 @@ from pyrogen.models.likelihoods import (
     GaussianLikelihood,
     build_likelihood,
 )
+from pyrogen.models.cvae import CONDITIONS, CVAE, CVAEGuide, CVAEModel
 from pyrogen.models.vae import VAE, VAEGuide, VAEModel
 
 #: model name -> facade class; every facade takes its ``config`` as keyword arguments.
-MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
+MODELS: dict[str, type[nn.Module]] = {"vae": VAE, "cvae": CVAE}
 
 
 def build_model(name: str, **config: Any) -> nn.Module:
@@ -28,6 +29,10 @@ def build_model(name: str, **config: Any) -> nn.Module:
 
 __all__ = [
     "BernoulliLikelihood",
+    "CONDITIONS",
+    "CVAE",
+    "CVAEGuide",
+    "CVAEModel",
     "ContinuousBernoulliLikelihood",
     "GaussianLikelihood",
     "LIKELIHOODS",

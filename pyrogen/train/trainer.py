@@ -49,6 +49,7 @@ from pyrogen.train.config import (
     kl_weight,
 )
 from pyrogen.train.logging import RunLogger
+from pyrogen.train.pretrain import train_baseline
 
 
 #: options that may differ between a run and its resumption
@@ -67,6 +68,17 @@ def check_data_fits_model(model: nn.Module, data: DataSplits) -> None:
             f"the model expects data of shape {data_shape}, but data set "
             f"{data.name!r} has shape {tuple(data.shape)}"
         )
+    if getattr(model, "needs_labels", False) and data.num_classes is None:
+        raise ValueError(
+            f"the model conditions on class labels, but data set {data.name!r} has none"
+        )
+    num_classes = getattr(model, "config", {}).get("num_classes")
+    if getattr(model, "needs_labels", False) and num_classes is not None:
+        if data.num_classes > num_classes:
+            raise ValueError(
+                f"the model has {num_classes} classes, but data set {data.name!r} has "
+                f"{data.num_classes}"
+            )
     likelihood = getattr(getattr(model, "model", None), "likelihood", None)
     if getattr(likelihood, "support", None) is torch.distributions.constraints.boolean:
         if data.binarize == "none":
@@ -146,6 +158,12 @@ class Trainer:
         self._compiled: set = set()
         self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
 
+    def inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
+        """The positional arguments of model and guide for a batch: the facade's
+        ``inputs(batch)`` (e.g. ``(x, y)`` for a conditional model), else ``(x,)``."""
+        inputs = getattr(self.model, "inputs", None)
+        return tuple(inputs(batch)) if inputs is not None else (batch.x,)
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (plain tensors and containers)."""
@@ -207,8 +225,13 @@ class Trainer:
         if fresh:
             pyro.set_rng_seed(self.config.seed)
         try:
+            pretrained = {}
+            if fresh and _needs_baseline(self.model):
+                pretrained = train_baseline(self)
             while self.epoch < self.config.epochs:
                 record = self._run_epoch()
+                record.update(pretrained)
+                pretrained = {}
                 with torch.random.fork_rng(devices=self._rng_devices()):
                     for callback in self.callbacks:
                         callback(self, record)
@@ -253,7 +276,7 @@ class Trainer:
         )
         for batch in bar:
             with pyro.validation_enabled(self.global_step == 0):
-                loss = self._step(batch.x, kwargs)
+                loss = self._step(self.inputs(batch), kwargs)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss became {loss} at epoch {epoch + 1}, step {count + 1} "
@@ -286,10 +309,10 @@ class Trainer:
                 )
         return record
 
-    def _step(self, x: torch.Tensor, kwargs: dict[str, Any]) -> float:
+    def _step(self, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> float:
         if self.config.jit:
-            self._compile(x, kwargs)
-        loss = self.loss(x, **kwargs)
+            self._compile(args, kwargs)
+        loss = self.loss(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.world_size > 1:
@@ -299,7 +322,7 @@ class Trainer:
         self.optimizer.step()
         return loss.item()
 
-    def _compile(self, x: torch.Tensor, kwargs: dict[str, Any]) -> None:
+    def _compile(self, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> None:
         # A JIT loss traces its first call with extra executions that draw random
         # numbers; tracing outside the run's RNG stream keeps a resumed run
         # identical to one that was never stopped.
@@ -307,7 +330,7 @@ class Trainer:
         if key in self._compiled:
             return
         with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
-            self.loss(x, **kwargs)
+            self.loss(*args, **kwargs)
         self._compiled.add(key)
 
     def _rng_devices(self) -> list[torch.device]:
@@ -322,7 +345,7 @@ class Trainer:
             torch.manual_seed(self.config.seed)
             for batch in split.batches(batch_size, seed=self.config.seed, rank=self.rank,
                                        world_size=self.world_size):
-                total += self.objective.loss(self.model.model, self.model.guide, batch.x)
+                total += self.objective.loss(self.model.model, self.model.guide, *self.inputs(batch))
         return _sum_across_ranks(total, self.device) / len(split)
 
     # ------------------------------------------------------------------ files
@@ -350,11 +373,21 @@ class Trainer:
         if not hasattr(self, "_fixed_z"):
             g = torch.Generator().manual_seed(self.config.seed)
             self._fixed_z = torch.randn(n, self.model.latent_dim, generator=g).to(self.device)
+        if hasattr(self.model, "training_pictures"):
+            split = self.data.test if len(self.data.test) else self.data.train
+            with torch.random.fork_rng(devices=self._rng_devices()):
+                batch = next(iter(split.batches(n // 2, seed=self.config.seed)))
+                return self.model.training_pictures(self._fixed_z, batch.x, batch.y)
         pictures = {"samples": self.model.decode(self._fixed_z)}
         if hasattr(self.model, "reconstruct") and len(self.data.test):
             x = self.data.test.images[: n // 2]
             pictures["reconstructions"] = torch.cat([x, self.model.reconstruct(x)])
         return pictures
+
+
+def _needs_baseline(model: nn.Module) -> bool:
+    pair = getattr(model, "baseline_pair", None)
+    return pair is not None and pair() is not None and not bool(model.baseline_trained)
 
 
 def _rank() -> int:

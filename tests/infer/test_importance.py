@@ -6,6 +6,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
+from pyrogen.data import Batch
 from pyrogen.infer import Trace_IWAE, bits_per_dim, elbo, log_importance_weights, log_likelihood
 from pyrogen.models import VAE
 
@@ -61,9 +62,34 @@ def test_chunking_does_not_change_the_estimate(ppca):
 def test_iterable_of_batches_is_accepted(ppca):
     W, mu, sigma, x = ppca
     model, guide = ppca_pair(W, mu, sigma)
-    batches = [(x[:20], None), (x[20:], None)]
+    batches = [x[:20], (x[20:],)]
     exact = exact_log_likelihood(W, mu, sigma, x)
     assert torch.allclose(log_likelihood(model, guide, batches, num_samples=2), exact, atol=1e-9)
+    index = torch.arange(len(x))
+    batches = [Batch(x[:20], None, index[:20]), Batch(x[20:], None, index[20:])]
+    assert torch.allclose(log_likelihood(model, guide, batches, num_samples=2), exact, atol=1e-9)
+
+
+def test_tuple_data_are_positional_arguments_split_together(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma)
+    seen = []
+
+    def guide_with_tag(x, tag, **kwargs):
+        seen.append(tag.tolist())
+        assert tag.shape[0] == x.shape[0]
+        return guide(x, **kwargs)
+
+    def model_with_tag(x, tag, **kwargs):
+        return model(x, **kwargs)
+
+    tags = torch.arange(len(x))
+    exact = exact_log_likelihood(W, mu, sigma, x)
+    estimate = log_likelihood(model_with_tag, guide_with_tag, (x, tags), num_samples=2, batch_size=16)
+    assert torch.allclose(estimate, exact, atol=1e-9)
+    assert sum(seen, []) == tags.tolist()
+    with pytest.raises(ValueError, match="same first dimension"):
+        log_likelihood(model_with_tag, guide_with_tag, (x, tags[:-1]), num_samples=2)
 
 
 def test_iwae_bound_tightens_with_k_and_stays_below(ppca):
