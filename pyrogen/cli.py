@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from pyrogen.models import CONDITIONS, LIKELIHOODS
 from pyrogen.nn import ACTIVATIONS
 from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, SCHEDULES, TrainConfig, default_device
 
-MODEL_NAMES = ("vae", "cvae")
+MODEL_NAMES = ("vae", "cvae", "mixture", "dfcvae", "classifier")
 
 
 def _int_list(text: str) -> list[int]:
@@ -116,6 +117,32 @@ def _add_train_parser(sub: Any) -> None:
     c.add_argument("--baseline-epochs", type=int, default=None,
                    help="epochs of baseline-network training before a prior-network CVAE "
                    "(default: 10)")
+    e = p.add_argument_group("mixture, fitted by EM (--epochs counts EM iterations, default 100)")
+    e.add_argument("--num-components", type=_positive_int, default=None, help="K (default: 10)")
+    e.add_argument("--component", choices=("bernoulli", "gaussian"), default=None,
+                   help="Bernoulli pixels (static binarisation) or a Gaussian over the flattened "
+                   "grey-level image (default: bernoulli)")
+    e.add_argument("--covariance", choices=("full", "diag"), default=None,
+                   help="Gaussian components' covariance (default: full)")
+    e.add_argument("--reg-covar", type=float, default=None,
+                   help="added to the Gaussian covariances' diagonal, as scikit-learn (default: 1e-6)")
+    e.add_argument("--em", choices=("exact", "generalised"), default=None,
+                   help="exact: closed-form M-steps; generalised: --em-steps SVI steps per E-step "
+                   "(default: exact)")
+    e.add_argument("--em-steps", type=_positive_int, default=None, help="(default: 1)")
+    e.add_argument("--tol", type=float, default=None,
+                   help="exact EM stops when the mean log-likelihood changes less (default: 1e-3)")
+    e.add_argument("--init", choices=("kmeans++", "random"), default=None,
+                   help="seeding of the components (default: kmeans++)")
+    f = p.add_argument_group("DFC-VAE (deep feature-consistent VAE)")
+    f.add_argument("--features", type=Path, default=None, metavar="RUN",
+                   help="run folder of a `pyrogen train classifier` run on the same data set: "
+                   "its network is the fixed feature network (required for dfcvae)")
+    f.add_argument("--feature-layers", default=None,
+                   help="comma-separated layers of the feature network (default: relu1,relu2,relu3, "
+                   "the paper's relu1_1, relu2_1, relu3_1)")
+    f.add_argument("--feature-weight", type=_positive_float, default=None,
+                   help="weight of the feature loss against the KL term (default: 0.5, the paper's)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=_positive_int, default=None,
                    help="number of epochs (default: 10; with --resume, the run's own)")
@@ -232,18 +259,42 @@ def _default_binarize(args: argparse.Namespace) -> str:
         return args.binarize
     if args.dataset == "binarized-mnist":
         return "static"
+    if args.model in ("classifier", "dfcvae"):
+        return "none"
+    if args.model == "mixture":  # EM fits one fixed data set
+        return "none" if args.component == "gaussian" else "static"
     return "dynamic" if args.likelihood == "bernoulli" else "none"
+
+
+_MODEL_FLAGS = {
+    "cvae": ("condition", "quadrants", "baseline_epochs"),
+    "mixture": ("num_components", "component", "covariance", "reg_covar", "em", "em_steps", "tol",
+                "init"),
+    "dfcvae": ("features", "feature_layers", "feature_weight"),
+}
 
 
 def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     config = dict(latent_dim=args.latent_dim, hidden=list(args.hidden), arch=args.arch,
                   likelihood=args.likelihood, activation=args.activation)
-    conditional = {"--condition": args.condition, "--quadrants": args.quadrants,
-                   "--baseline-epochs": args.baseline_epochs}
+    for model, names in _MODEL_FLAGS.items():
+        given = ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
+        if given and args.model != model:
+            parser.error(f"{', '.join(given)} only apply to `pyrogen train {model}`")
+    if args.model == "mixture":
+        return dict(num_components=args.num_components or 10,
+                    component=args.component or "bernoulli", covariance=args.covariance or "full",
+                    reg_covar=1e-6 if args.reg_covar is None else args.reg_covar)
+    if args.model == "classifier":
+        return {}
+    if args.model == "dfcvae":
+        if args.features is None:
+            parser.error("pyrogen train dfcvae needs --features RUN, a `pyrogen train classifier` "
+                         "run on the same data set")
+        layers = (args.feature_layers or "relu1,relu2,relu3").replace(" ", "").split(",")
+        config.pop("likelihood")  # the reconstruction term is the feature loss
+        return config | dict(layers=layers, feature_weight=args.feature_weight or 0.5)
     if args.model != "cvae":
-        given = [flag for flag, value in conditional.items() if value is not None]
-        if given:
-            parser.error(f"{', '.join(given)} only apply to the conditional VAE (pyrogen train cvae)")
         return config
     if args.baseline_epochs is not None and args.baseline_epochs < 0:
         parser.error(f"--baseline-epochs: expected an integer >= 0, got {args.baseline_epochs}")
@@ -261,14 +312,20 @@ def _train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         model=args.model,
         model_config=_model_config(args, parser),
         dataset=args.dataset, data_dir=args.data_dir, binarize=_default_binarize(args),
-        validation_size=args.validation_size, limit=args.limit, epochs=args.epochs or 10,
+        validation_size=args.validation_size, limit=args.limit,
+        epochs=args.epochs or (100 if args.model == "mixture" else 10),
         batch_size=args.batch_size, objective=args.objective, num_particles=args.num_particles,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, lr_min=args.lr_min,
         lr_milestones=list(args.lr_milestones), clip_norm=args.clip_norm, beta=args.beta,
         kl_warmup=args.kl_warmup, patience=args.patience, jit=args.jit, device=args.device,
-        seed=args.seed,
+        seed=args.seed, **_em_options(args),
     )
+
+
+def _em_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {"em": args.em, "em_steps": args.em_steps, "tol": args.tol, "init": args.init}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def load_data(config: TrainConfig, data_dir: str | None = None):
@@ -280,7 +337,6 @@ def load_data(config: TrainConfig, data_dir: str | None = None):
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    from pyrogen.models import build_model
     from pyrogen.train import Trainer, load_checkpoint
 
     if args.resume is not None:
@@ -300,15 +356,21 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         if (run_dir / "checkpoints").exists():
             parser.error(f"--out {run_dir} already holds a run; pass --resume {run_dir} to "
                          "continue it, or choose another --out")
+    if config.model == "mixture" and args.resume is not None:
+        raise ValueError("a mixture is fitted by EM in one go and cannot be resumed; start a new run")
+    if config.model in ("classifier", "mixture") and (config.beta != 1.0 or config.kl_warmup):
+        raise ValueError(f"a {config.model} has no KL term: --beta and --kl-warmup do not apply")
     data = load_data(config)
-    if config.model == "cvae" and config.model_config.get("quadrants") is None:
-        if data.num_classes is None:
-            raise ValueError(f"the conditional VAE conditions on class labels, but data set "
-                             f"{config.dataset!r} has none; use --quadrants 1, 2 or 3")
-        config.model_config.setdefault("num_classes", data.num_classes)
+    _complete_model_config(config, data, args)
     pyro.set_rng_seed(config.seed)  # the initial weights too depend on --seed only
-    model = build_model(config.model, data_shape=data.shape, **{
-        k: v for k, v in config.model_config.items() if k != "data_shape"})
+    model = _build(config, data, args)
+    if config.model == "mixture":
+        from pyrogen.train.em import fit_mixture
+
+        history = fit_mixture(model, data, config, run_dir)
+        return {"run": str(run_dir), "em": config.em, "iterations": history[-1]["epoch"],
+                **{k: history[-1][k] for k in ("train_loss", "valid_loss", "binarize")
+                   if k in history[-1]}}
     trainer = Trainer(model, data, config, run_dir, progress=args.progress)
     if args.resume is not None:
         trainer.resume()
@@ -316,6 +378,44 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
     summary = {"run": str(run_dir), "epochs": len(history), **{
         k: history[-1][k] for k in ("train_loss", "valid_loss", "binarize") if k in history[-1]}}
     return summary
+
+
+def _complete_model_config(config: TrainConfig, data: Any, args: argparse.Namespace) -> None:
+    """Options that depend on the data set: the number of classes, the image shape."""
+    labelled = config.model == "classifier" or (
+        config.model == "cvae" and config.model_config.get("quadrants") is None)
+    if labelled:
+        if data.num_classes is None:
+            hint = "; use --quadrants 1, 2 or 3" if config.model == "cvae" else ""
+            raise ValueError(f"a {config.model} conditions on class labels, but data set "
+                             f"{config.dataset!r} has none{hint}")
+        config.model_config.setdefault("num_classes", data.num_classes)
+    if config.model == "mixture" and config.model_config.get("component") == "gaussian":
+        config.model_config.setdefault("image_shape", list(data.shape))
+
+
+def _build(config: TrainConfig, data: Any, args: argparse.Namespace) -> Any:
+    from pyrogen.models import DFCVAE, build_model
+
+    options = {k: v for k, v in config.model_config.items() if k != "data_shape"}
+    if config.model == "mixture" and options.get("component") == "gaussian":
+        return build_model("mixture", data_shape=(math.prod(data.shape),), **options)
+    if config.model == "dfcvae" and "feature_net" not in options:
+        from pyrogen.train import load_run
+
+        classifier, clf_config = load_run(args.features, "best", "cpu")
+        if clf_config.model != "classifier":
+            raise ValueError(f"--features {args.features} is a {clf_config.model} run; it must "
+                             "be a `pyrogen train classifier` run")
+        if tuple(classifier.data_shape) != tuple(data.shape):
+            raise ValueError(f"--features {args.features} was trained on images of shape "
+                             f"{tuple(classifier.data_shape)}, but data set {config.dataset!r} "
+                             f"has shape {tuple(data.shape)}")
+        model = DFCVAE(data.shape, classifier, **options)
+        # the classifier's architecture is saved with the run; its weights travel in checkpoints
+        config.model_config = {k: v for k, v in model.config.items() if k != "data_shape"}
+        return model
+    return build_model(config.model, data_shape=data.shape, **options)
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -328,6 +428,13 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     inputs = getattr(model, "inputs", lambda b: (b.x,))
     batches = [inputs(b) for b in split.batches(args.batch_size, seed=config.seed)]
+    if config.model == "classifier":  # no latent variable: the exact log p(y | x) and accuracy
+        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+        result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
+                  "accuracy": model.accuracy(x, y),
+                  "nll": float(-elbo(model.model, model.guide, batches).mean())}
+        (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
     start = time.perf_counter()
     elbos = elbo(model.model, model.guide, batches)
     lls = log_likelihood(model.model, model.guide, batches, num_samples=args.iw_samples)
@@ -345,6 +452,9 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "iw_samples": args.iw_samples,
         "seconds": time.perf_counter() - start,
     }
+    if config.model == "dfcvae":  # an unnormalised log-density of classifier features
+        result["feature_space"] = True
+        del result["bits_per_dim"]
     if config.model == "cvae":
         result["conditional_on"] = (f"{model.config['quadrants']} visible quadrants"
                                     if model.config["quadrants"] else "class label")
@@ -403,10 +513,10 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     history = _read_history(args.run)
     out = args.out or args.run / f"diagnostics-{args.split}"
     pyro.set_rng_seed(args.seed)
-    extra = {}
-    if hasattr(model, "condition_of"):  # a conditional model: diagnose q(z|x,y) against p(z|y)
-        extra["condition"] = model.condition_of(batch.x, batch.y)
-    summary = diagnose(model.model, model.guide, batch.x, out, labels=batch.y, **extra,
+    inputs = getattr(model, "inputs", lambda b: (b.x,))(batch)
+    # a conditional model: diagnose q(z|x,y) against p(z|y)
+    extra = {"condition": inputs[1]} if len(inputs) > 1 else {}
+    summary = diagnose(model.model, model.guide, inputs[0], out, labels=batch.y, **extra,
                        obs_index=batch.index.tolist(), num_samples=args.num_samples,
                        num_predictive=args.num_predictive, history=history)
     width = max(map(len, summary))

@@ -64,7 +64,7 @@ def test_quadrant_cvae_completes_test_images(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "vae", "--quadrants", "2"], "only apply to the conditional VAE"),
+    (["train", "vae", "--quadrants", "2"], "only apply to `pyrogen train cvae`"),
     (["train", "cvae", "--condition", "class-mean", "--quadrants", "1"], "cannot take --quadrants"),
     (["train", "cvae", "--arch", "conv"], "built from MLPs"),
     (["train", "cvae", "--quadrants", "4"], "invalid choice"),

@@ -1,7 +1,18 @@
 """Losses and estimators: importance-weighted bounds and log-likelihoods."""
 
+from pyrogen.infer.em import e_step, exact_em, generalised_em
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
 from pyrogen.infer.iwae import Trace_IWAE
 from pyrogen.infer.jit import CompiledLoss
 
-__all__ = ["CompiledLoss", "Trace_IWAE", "bits_per_dim", "elbo", "log_importance_weights", "log_likelihood"]
+__all__ = [
+    "CompiledLoss",
+    "Trace_IWAE",
+    "bits_per_dim",
+    "e_step",
+    "elbo",
+    "exact_em",
+    "generalised_em",
+    "log_importance_weights",
+    "log_likelihood",
+]

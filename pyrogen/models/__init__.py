@@ -13,11 +13,26 @@ from pyrogen.models.likelihoods import (
     GaussianLikelihood,
     build_likelihood,
 )
+from pyrogen.models.classifier import Classifier, ClassifierGuide, ClassifierModel, ImageClassifier
 from pyrogen.models.cvae import CONDITIONS, CVAE, CVAEGuide, CVAEModel
+from pyrogen.models.dfcvae import DFCVAE, DFCVAEGuide, DFCVAEModel, FrozenFeatures
+from pyrogen.models.mixture import (
+    BernoulliMixtureModel,
+    GaussianMixtureModel,
+    Mixture,
+    MixtureModel,
+    MixturePosterior,
+)
 from pyrogen.models.vae import VAE, VAEGuide, VAEModel
 
 #: model name -> facade class; every facade takes its ``config`` as keyword arguments.
-MODELS: dict[str, type[nn.Module]] = {"vae": VAE, "cvae": CVAE}
+MODELS: dict[str, type[nn.Module]] = {
+    "vae": VAE,
+    "cvae": CVAE,
+    "mixture": Mixture,
+    "dfcvae": DFCVAE,
+    "classifier": ImageClassifier,
+}
 
 
 def build_model(name: str, **config: Any) -> nn.Module:
@@ -29,6 +44,19 @@ def build_model(name: str, **config: Any) -> nn.Module:
 
 __all__ = [
     "BernoulliLikelihood",
+    "BernoulliMixtureModel",
+    "Classifier",
+    "ClassifierGuide",
+    "ClassifierModel",
+    "DFCVAE",
+    "DFCVAEGuide",
+    "DFCVAEModel",
+    "FrozenFeatures",
+    "GaussianMixtureModel",
+    "ImageClassifier",
+    "Mixture",
+    "MixtureModel",
+    "MixturePosterior",
     "CONDITIONS",
     "CVAE",
     "CVAEGuide",

@@ -17,6 +17,8 @@ from pyrogen.infer import Trace_IWAE
 OBJECTIVES = ("elbo", "meanfield", "iwae")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "exponential", "cosine", "step")
+#: how a mixture model is fitted (``pyrogen.train.em``)
+EM_ALGORITHMS = ("exact", "generalised")
 
 
 def default_device() -> str:
@@ -42,6 +44,12 @@ class TrainConfig:
         ``beta / kl_warmup`` to ``beta`` (0: no warm-up).
     :param int patience: stop when the validation loss has not improved for this
         many epochs (0: no early stopping).
+    :param str em: mixtures only: ``"exact"`` (closed-form M-steps) or
+        ``"generalised"`` (``em_steps`` SVI steps per E-step); ``epochs`` counts
+        EM iterations.
+    :param int em_steps: SVI steps per E-step of generalised EM.
+    :param float tol: exact EM stops when the mean log-likelihood changes by less.
+    :param str init: mixtures: ``"kmeans++"`` or ``"random"`` seeding of the components.
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
@@ -73,6 +81,10 @@ class TrainConfig:
     device: str = field(default_factory=default_device)
     seed: int = 0
     num_pictures: int = 64
+    em: str = "exact"
+    em_steps: int = 1
+    tol: float = 1e-3
+    init: str = "kmeans++"
 
     def __post_init__(self) -> None:
         def positive(name: str, integer: bool = True) -> None:
@@ -81,7 +93,7 @@ class TrainConfig:
                 kind = "a positive integer" if integer else "a positive number"
                 raise ValueError(f"{name} must be {kind}, got {value!r}")
 
-        for name in ("epochs", "batch_size", "num_particles"):
+        for name in ("epochs", "batch_size", "num_particles", "em_steps"):
             positive(name)
         for name in ("lr", "beta"):
             positive(name, integer=False)
@@ -89,10 +101,12 @@ class TrainConfig:
             ("objective", OBJECTIVES),
             ("optimizer", OPTIMIZERS),
             ("lr_schedule", SCHEDULES),
+            ("em", EM_ALGORITHMS),
+            ("init", ("kmeans++", "random")),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay"):
+        for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay", "tol"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.lr_decay <= 1:

@@ -63,7 +63,9 @@ class NonFiniteLossError(RuntimeError):
 def check_data_fits_model(model: nn.Module, data: DataSplits) -> None:
     """Raise a ValueError, before any work, if the data cannot be scored by the model."""
     data_shape = tuple(getattr(model, "data_shape", data.shape))
-    if tuple(data.shape) != data_shape:
+    flattened = (len(data_shape) == 1 and hasattr(model, "inputs")
+                 and math.prod(data.shape) == data_shape[0])  # e.g. a Gaussian mixture of images
+    if tuple(data.shape) != data_shape and not flattened:
         raise ValueError(
             f"the model expects data of shape {data_shape}, but data set "
             f"{data.name!r} has shape {tuple(data.shape)}"

@@ -1,6 +1,5 @@
 import math
 
-import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
@@ -11,7 +10,7 @@ from pyro.optim import Adam
 from pyrogen.data import Batch
 from pyrogen.data.quadrants import HIDDEN_VALUE, condition_on_quadrants, visible_mask
 from pyrogen.infer import elbo, log_likelihood
-from pyrogen.models import CONDITIONS, CVAE
+from pyrogen.models import CVAE
 
 SHAPE = (1, 8, 8)
 

@@ -1,0 +1,596 @@
+r"""
+Finite mixtures as Pyro model/guide pairs, for the EM algorithm.
+
+In the unified framework (Su 2018, section 2, "EM algorithm") EM is the joint
+KL with *no* constraint on the inference side: the E-step sets it to the exact
+posterior of the current generative model, the M-step maximises the expected
+complete-data log-likelihood. The paper names the generative side :math:`q`
+and the inference side :math:`p`; here, as in Pyro, the *model* is the mixture
+:math:`p_\theta(x, z)` and the *guide* is its exact posterior
+:math:`p_\theta(z \mid x)` (:class:`MixturePosterior`). The loops live in
+:mod:`pyrogen.infer.em`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+from torch import nn
+from torch.distributions import constraints, transform_to
+
+from pyrogen.models.util import check_data as check_shape
+from pyrogen.models.util import data_plate
+
+COMPONENTS = ("gaussian", "bernoulli")
+COVARIANCES = ("full", "diag")
+INIT_METHODS = ("kmeans++", "random")
+
+# exp on the diagonal, identity below it; its inverse takes log of the diagonal
+_LOWER_CHOLESKY = transform_to(constraints.lower_cholesky)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _fill(param: torch.Tensor, value: torch.Tensor) -> None:
+    # in place, so the param store and any optimiser keep holding this very tensor
+    with torch.no_grad():
+        param.copy_(value)
+
+
+def _check_weights(weights: torch.Tensor, k: int) -> torch.Tensor:
+    if weights.shape != (k,) or not bool((weights > 0).all()):
+        raise ValueError(f"weights must be {k} positive numbers, got shape {tuple(weights.shape)}")
+    if not torch.isclose(weights.sum(), weights.new_tensor(1.0), atol=1e-5):
+        raise ValueError(f"weights must sum to 1, got {float(weights.sum())}")
+    return weights
+
+
+class MixtureModel(PyroModule):
+    r"""
+    Base class of a mixture of :math:`K` components with mixing weights
+    :math:`\pi = \mathrm{softmax}(\text{weight\_logits})`:
+
+    .. math::
+        z_n \sim \mathrm{Categorical}(\pi), \qquad
+        x_n \mid z_n \sim p_\theta(x \mid \text{component } z_n) \quad (n = 1, \dots, N).
+
+    A subclass defines :meth:`params`, :meth:`component`, :meth:`log_joint`
+    and :meth:`m_step`. The model works in the dtype and on the device of its
+    parameters (``.double()``, ``.to("cuda")``); data are cast to that dtype.
+    """
+
+    data_shape: tuple[int, ...]
+
+    def __init__(self, num_components: int) -> None:
+        super().__init__()
+        self.num_components = _positive_int(num_components, "num_components")
+        self.weight_logits = nn.Parameter(torch.zeros(self.num_components))
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """The constrained parameters (``log_weights`` and the components'), differentiable."""
+        raise NotImplementedError
+
+    def component(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> dist.TorchDistribution:
+        r""":math:`p_\theta(x \mid z)` for a tensor of component indices ``z``."""
+        raise NotImplementedError
+
+    def log_joint(
+        self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        r""":math:`\log p_\theta(x_n, z_n = k)`, ``(batch, K)``, under ``params`` (default: current)."""
+        raise NotImplementedError
+
+    def m_step(self, x: torch.Tensor, resp: torch.Tensor) -> None:
+        """Set the parameters to the closed-form M-step for responsibilities ``resp`` ``(N, K)``."""
+        raise NotImplementedError
+
+    def check_data(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Check the shape and device of a batch ``x``; return it in the parameters' dtype."""
+        check_shape(x, self.data_shape, name)
+        param = self.weight_logits
+        if x.device != param.device:
+            raise ValueError(f"{name} is on {x.device} but the model on {param.device}; "
+                             "move one of them with .to(device)")
+        return x.to(param.dtype)
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p_\theta(x_n) = \operatorname{logsumexp}_k \log p_\theta(x_n, k)`, ``(batch,)``."""
+        return torch.logsumexp(self.log_joint(self.check_data(x)), -1)
+
+    def posterior(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The responsibilities :math:`r_{nk} = p_\theta(z_n = k \mid x_n)`, ``(batch, K)``."""
+        return torch.softmax(self.log_joint(self.check_data(x)), -1)
+
+    def _counts(self, x: torch.Tensor, resp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if resp.shape != (x.shape[0], self.num_components):
+            raise ValueError(
+                f"resp must have shape ({x.shape[0]}, {self.num_components}), got {tuple(resp.shape)}"
+            )
+        resp = resp.to(x.dtype)
+        # as scikit-learn: an empty component keeps a tiny weight instead of 0/0
+        return resp, resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
+
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        *,
+        num_data: int | None = None,
+        num_samples: int | None = None,
+    ) -> torch.Tensor:
+        """
+        :param x: a minibatch to condition on, or ``None`` to draw ``num_samples`` points.
+        :param int num_data: the size of the data set the minibatch comes from
+            (scales the log-density); ``None`` means the minibatch itself.
+        :param int num_samples: the number of points to generate when ``x`` is None.
+        :returns: the component indices ``z``.
+        """
+        if x is None:
+            if num_samples is None:
+                raise ValueError(f"{type(self).__name__} needs either x or num_samples")
+            batch_size = _positive_int(num_samples, "num_samples")
+        else:
+            x = self.check_data(x)
+            batch_size = x.shape[0]
+        params = self.params()
+        with data_plate(batch_size, num_data, self.weight_logits.device):
+            z = pyro.sample("z", dist.Categorical(logits=params["log_weights"]))
+            pyro.sample("x", self.component(params, z), obs=x)
+        return z
+
+
+class GaussianMixtureModel(MixtureModel):
+    r"""
+    A mixture of :math:`K` Gaussians in :math:`\mathbb{R}^D`:
+
+    .. math::
+        z_n \sim \mathrm{Categorical}(\pi), \qquad
+        x_n \mid z_n \sim \mathcal{N}(\mu_{z_n}, L_{z_n} L_{z_n}^\top),
+
+    with :math:`L_k` lower triangular with positive diagonal (``"full"``,
+    parametrised by an unconstrained matrix whose diagonal is exponentiated) or
+    diagonal (``"diag"``, log-scales). The closed-form M-step is
+
+    .. math::
+        N_k = \textstyle\sum_n r_{nk}, \quad \pi_k = N_k / N, \quad
+        \mu_k = \tfrac{1}{N_k} \sum_n r_{nk} x_n, \quad
+        \Sigma_k = \tfrac{1}{N_k} \sum_n r_{nk} (x_n - \mu_k)(x_n - \mu_k)^\top + \lambda I
+
+    (only the diagonal for ``"diag"``), with :math:`\lambda` = ``reg_covar``
+    as in scikit-learn. For :math:`\lambda > 0` this is not the exact maximiser
+    of :math:`Q`, so only :math:`\lambda = 0` guarantees that EM never lowers
+    the likelihood.
+
+    **References**
+
+    [1] C. M. Bishop, "Pattern Recognition and Machine Learning", section 9.2, 2006.
+
+    Example::
+
+        model = GaussianMixtureModel(3, 2, covariance="full").double()
+        model.set_params(weights=w, means=mu, covariances=cov)
+        log_px = model.log_likelihood(x)
+
+    :param int num_components: :math:`K`.
+    :param int dim: :math:`D`; data are flat vectors ``(batch, D)``.
+    :param str covariance: ``"full"`` or ``"diag"``.
+    :param float reg_covar: :math:`\lambda \ge 0`, added to the M-step's covariances.
+    """
+
+    def __init__(
+        self, num_components: int, dim: int, covariance: str = "full", reg_covar: float = 1e-6
+    ) -> None:
+        dim = _positive_int(dim, "dim")
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        if not float(reg_covar) >= 0:
+            raise ValueError(f"reg_covar must be >= 0, got {reg_covar}")
+        super().__init__(num_components)
+        self.data_shape = (dim,)
+        self.covariance = covariance
+        self.reg_covar = float(reg_covar)
+        k = self.num_components
+        self.loc = nn.Parameter(torch.randn(k, dim))
+        if covariance == "full":
+            self.scale_tril_raw = nn.Parameter(torch.zeros(k, dim, dim))
+        else:
+            self.log_scale = nn.Parameter(torch.zeros(k, dim))
+
+    def params(self) -> dict[str, torch.Tensor]:
+        params = {"log_weights": F.log_softmax(self.weight_logits, -1), "loc": self.loc}
+        if self.covariance == "full":
+            params["scale_tril"] = _LOWER_CHOLESKY(self.scale_tril_raw)
+        else:
+            params["scale"] = self.log_scale.exp()
+        return params
+
+    def component(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> dist.TorchDistribution:
+        if self.covariance == "full":
+            return dist.MultivariateNormal(params["loc"][z], scale_tril=params["scale_tril"][z])
+        return dist.Normal(params["loc"][z], params["scale"][z]).to_event(1)
+
+    def covariances(self) -> torch.Tensor:
+        """The covariances, ``(K, D, D)`` for ``"full"`` and the variances ``(K, D)`` for ``"diag"``."""
+        params = self.params()
+        if self.covariance == "full":
+            return params["scale_tril"] @ params["scale_tril"].transpose(-1, -2)
+        return params["scale"] ** 2
+
+    def log_joint(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        params = self.params() if params is None else params
+        # one component at a time: memory (batch, D), not (batch, K, D)
+        log_px = [self.component(params, k).log_prob(x) for k in range(self.num_components)]
+        return torch.stack(log_px, -1) + params["log_weights"]
+
+    def m_step(self, x: torch.Tensor, resp: torch.Tensor) -> None:
+        x = self.check_data(x)
+        with torch.no_grad():
+            resp, nk = self._counts(x, resp)
+            means = resp.T @ x / nk[:, None]
+            if self.covariance == "full":
+                eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+                covs = torch.stack([
+                    (resp[:, k, None] * (x - means[k])).T @ (x - means[k]) / nk[k]
+                    for k in range(self.num_components)
+                ]) + self.reg_covar * eye
+            else:
+                covs = resp.T @ (x * x) / nk[:, None] - means**2 + self.reg_covar
+            self.set_params(weights=nk / nk.sum(), means=means, covariances=covs)
+
+    def set_params(
+        self,
+        weights: torch.Tensor | None = None,
+        means: torch.Tensor | None = None,
+        covariances: torch.Tensor | None = None,
+    ) -> None:
+        """
+        Set the mixing weights ``(K,)``, means ``(K, D)`` and covariances
+        (``(K, D, D)`` for ``"full"``, variances ``(K, D)`` for ``"diag"``).
+        """
+        k, d = self.num_components, self.data_shape[0]
+        if weights is not None:
+            _fill(self.weight_logits, _check_weights(weights, k).log())
+        if means is not None:
+            if means.shape != (k, d):
+                raise ValueError(f"means must have shape ({k}, {d}), got {tuple(means.shape)}")
+            _fill(self.loc, means)
+        if covariances is None:
+            return
+        if self.covariance == "diag":
+            if covariances.shape != (k, d) or not bool((covariances > 0).all()):
+                raise ValueError(f"diag covariances must be ({k}, {d}) positive variances, "
+                                 f"got shape {tuple(covariances.shape)}; increase reg_covar?")
+            _fill(self.log_scale, 0.5 * covariances.log())
+            return
+        if covariances.shape != (k, d, d):
+            raise ValueError(
+                f"covariances must have shape ({k}, {d}, {d}), got {tuple(covariances.shape)}")
+        scale_tril, info = torch.linalg.cholesky_ex(covariances)
+        if bool((info != 0).any()):
+            bad = info.nonzero().flatten().tolist()
+            raise ValueError("covariances must be positive definite, got a singular or "
+                             f"indefinite one for components {bad}; increase reg_covar?")
+        _fill(self.scale_tril_raw, _LOWER_CHOLESKY.inv(scale_tril))
+
+
+class BernoulliMixtureModel(MixtureModel):
+    r"""
+    A mixture of :math:`K` products of Bernoullis over binary data of shape
+    ``data_shape`` (vectors or images):
+
+    .. math::
+        z_n \sim \mathrm{Categorical}(\pi), \qquad
+        x_{nd} \mid z_n \sim \mathrm{Bernoulli}(\rho_{z_n d}),
+
+    with :math:`\rho = \mathrm{sigmoid}(\text{logits})`. The M-step is
+    :math:`\pi_k = N_k / N` and :math:`\rho_{kd} = \frac{1}{N_k} \sum_n
+    r_{nk} x_{nd}`, clamped to :math:`[\epsilon, 1 - \epsilon]`: a pixel that
+    is always off in a component's points would otherwise get probability 0
+    (logit :math:`-\infty`) and every new point lit there likelihood 0. As
+    :math:`Q` is concave in each :math:`\rho_{kd}`, the clamped value is the
+    exact maximiser over :math:`[\epsilon, 1 - \epsilon]`, so EM stays monotone.
+
+    **References**
+
+    [1] C. M. Bishop, "Pattern Recognition and Machine Learning", section 9.3.3, 2006.
+
+    Example::
+
+        model = BernoulliMixtureModel(10, (1, 8, 8))
+        resp = model.posterior(x)
+        model.m_step(x, resp)
+
+    :param int num_components: :math:`K`.
+    :param tuple data_shape: the shape of one data point, e.g. ``(1, 28, 28)``.
+    :param float eps: :math:`\epsilon \in (0, 0.5)`, the clamp of the M-step.
+    """
+
+    def __init__(self, num_components: int, data_shape: Sequence[int], eps: float = 1e-6) -> None:
+        data_shape = tuple(_positive_int(d, "data_shape entries") for d in data_shape)
+        if not 0 < float(eps) < 0.5:
+            raise ValueError(f"eps must be in (0, 0.5), got {eps}")
+        super().__init__(num_components)
+        self.data_shape = data_shape
+        self.eps = float(eps)
+        # probabilities in (0.27, 0.73): the components differ, so EM can tell them apart
+        self.logits = nn.Parameter(torch.empty(self.num_components, *data_shape).uniform_(-1, 1))
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {"log_weights": F.log_softmax(self.weight_logits, -1), "logits": self.logits}
+
+    def component(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Bernoulli(logits=params["logits"][z]).to_event(len(self.data_shape))
+
+    def check_data(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        x = super().check_data(x, name)
+        if not bool(((x == 0) | (x == 1)).all()):
+            raise ValueError(f"{name} must be binary (0 or 1) for a Bernoulli mixture; binarise "
+                             "grey levels first, e.g. torch.bernoulli(x)")
+        return x
+
+    def log_joint(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        params = self.params() if params is None else params
+        logits = params["logits"].flatten(1)
+        # log Bernoulli(x; l) = x l - softplus(l): one matmul, no (batch, K, D) tensor
+        return x.flatten(1) @ logits.T - F.softplus(logits).sum(-1) + params["log_weights"]
+
+    def m_step(self, x: torch.Tensor, resp: torch.Tensor) -> None:
+        x = self.check_data(x)
+        with torch.no_grad():
+            resp, nk = self._counts(x, resp)
+            probs = (resp.T @ x.flatten(1) / nk[:, None]).clamp(self.eps, 1 - self.eps)
+            self.set_params(weights=nk / nk.sum(), probs=probs.reshape(-1, *self.data_shape))
+
+    def set_params(self, weights: torch.Tensor | None = None, probs: torch.Tensor | None = None) -> None:
+        """Set the mixing weights ``(K,)`` and the probabilities ``(K, *data_shape)`` in (0, 1)."""
+        k = self.num_components
+        if weights is not None:
+            _fill(self.weight_logits, _check_weights(weights, k).log())
+        if probs is not None:
+            if probs.shape != (k, *self.data_shape) or not bool(((probs > 0) & (probs < 1)).all()):
+                raise ValueError(f"probs must have shape {(k, *self.data_shape)} with entries in "
+                                 f"(0, 1), got shape {tuple(probs.shape)}")
+            _fill(self.logits, probs.log() - (-probs).log1p())
+
+
+class MixturePosterior(PyroModule):
+    r"""
+    The exact posterior of a :class:`MixtureModel` as a guide (the E-step):
+
+    .. math::
+        q(z_n = k \mid x_n) = p_{\theta'}(z_n = k \mid x_n)
+            = \frac{\pi_k\, p_{\theta'}(x_n \mid k)}{\sum_j \pi_j\, p_{\theta'}(x_n \mid j)},
+
+    computed in closed form (a softmax of :meth:`MixtureModel.log_joint`) and
+    detached: the guide has no parameters and no gradient flows into it. Here
+    :math:`\theta'` is the model's *current* parameters at every call, or,
+    after :meth:`e_step`, the parameters at that moment, held fixed until the
+    next :meth:`e_step` or :meth:`release` (call :meth:`e_step` again after
+    moving the model to another device or dtype).
+
+    With ``pyro.infer.Trace_ELBO`` the gradient of the loss is
+    :math:`-\nabla_\theta Q(\theta; \theta')` (the guide's entropy does not
+    depend on :math:`\theta`), so ``SVI.step`` is a stochastic generalised
+    M-step. With ``enumerate=True`` the site ``"z"`` is enumerated in
+    parallel and ``TraceEnum_ELBO(max_plate_nesting=1)`` returns exactly
+
+    .. math::
+        -\textstyle\sum_n \sum_k r_{nk} \left[\log p_\theta(x_n, k) - \log r_{nk}\right]
+            = -\left(Q(\theta; \theta') + H(r)\right),
+
+    the exact M-step objective (plus a constant); at :math:`\theta = \theta'`
+    it equals :math:`-\sum_n \log p_\theta(x_n)`.
+
+    **References**
+
+    [1] A. P. Dempster, N. M. Laird, D. B. Rubin, "Maximum Likelihood from
+    Incomplete Data via the EM Algorithm", JRSS B 39(1), 1977.
+
+    [2] J. Su, "Variational Inference: A Unified Framework of Generative Models
+    and Some Revelations", arXiv:1807.05936, 2018 (section 2, EM; its
+    :math:`p(z \mid x)` is this guide, its :math:`q(x, z)` this model).
+
+    Example::
+
+        guide = MixturePosterior(model, enumerate=True)
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), TraceEnum_ELBO(max_plate_nesting=1))
+        guide.e_step()
+        for _ in range(10):
+            svi.step(x)
+
+    :param MixtureModel model: the mixture whose posterior this is (not a submodule).
+    :param bool enumerate: mark ``"z"`` for parallel enumeration.
+    """
+
+    def __init__(self, model: MixtureModel, enumerate: bool = False) -> None:
+        if not isinstance(model, MixtureModel):
+            raise TypeError(f"model must be a MixtureModel, got {type(model).__name__}")
+        super().__init__()
+        # kept out of the module tree, so the guide owns no parameter of the model
+        object.__setattr__(self, "_model", model)
+        self.enumerate = bool(enumerate)
+        self._fixed: dict[str, torch.Tensor] | None = None
+
+    @property
+    def model(self) -> MixtureModel:
+        return self._model
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the posterior is held at the parameters of the last :meth:`e_step`."""
+        return self._fixed is not None
+
+    def e_step(self) -> None:
+        """Hold the posterior at the model's current parameters."""
+        with torch.no_grad():
+            self._fixed = {k: v.detach().clone() for k, v in self._model.params().items()}
+
+    def release(self) -> None:
+        """Follow the model's current parameters again at every call."""
+        self._fixed = None
+
+    def forward(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
+        x = self._model.check_data(x)
+        with torch.no_grad():
+            log_joint = self._model.log_joint(x, self._fixed)
+        infer = {"enumerate": "parallel"} if self.enumerate else {}
+        with data_plate(x.shape[0], num_data, x.device):
+            return pyro.sample("z", dist.Categorical(logits=log_joint.detach()), infer=infer)
+
+
+class Mixture(nn.Module):
+    r"""
+    A mixture model: :class:`GaussianMixtureModel` or
+    :class:`BernoulliMixtureModel` with its exact posterior
+    :class:`MixturePosterior`, and what users reach for. Fit it with
+    :func:`pyrogen.infer.em.exact_em` (closed-form EM) or
+    :func:`pyrogen.infer.em.generalised_em` (SVI M-steps)::
+
+        mixture = Mixture((1, 8, 8), num_components=10, component="bernoulli")
+        mixture.init_from_data(x, method="kmeans++", seed=0)
+        history = exact_em(mixture, x, num_iters=100)
+
+    ``mixture.config`` holds the constructor arguments, so a checkpoint can rebuild it.
+
+    :param tuple data_shape: one data point's shape; ``(D,)`` for a Gaussian mixture.
+    :param int num_components: :math:`K`.
+    :param str component: ``"gaussian"`` or ``"bernoulli"``.
+    :param str covariance: ``"full"`` or ``"diag"`` (Gaussian only).
+    :param float reg_covar: added to the M-step's covariances (Gaussian only).
+    :param float eps: clamp of the M-step's probabilities (Bernoulli only).
+    :param tuple image_shape: for a Gaussian mixture of flattened images, their shape
+        ``(C, H, W)``: :meth:`sample` and :meth:`component_means` then return images,
+        and :meth:`inputs` flattens a batch of images.
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        num_components: int = 10,
+        component: str = "bernoulli",
+        covariance: str = "full",
+        reg_covar: float = 1e-6,
+        eps: float = 1e-6,
+        image_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if component not in COMPONENTS:
+            raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        data_shape = tuple(int(d) for d in data_shape)
+        self.config: dict[str, Any] = dict(
+            data_shape=list(data_shape), num_components=int(num_components), component=component,
+            covariance=covariance, reg_covar=float(reg_covar), eps=float(eps),
+            image_shape=None if image_shape is None else [int(d) for d in image_shape],
+        )
+        if image_shape is not None and math.prod(image_shape) != math.prod(data_shape):
+            raise ValueError(f"image_shape {tuple(image_shape)} does not hold data points of "
+                             f"shape {data_shape}")
+        if component == "gaussian":
+            if len(data_shape) != 1:
+                raise ValueError(f"a Gaussian mixture models flat vectors: data_shape must be (D,), "
+                                 f"got {data_shape}; flatten the data first (x.flatten(1))")
+            self.model: MixtureModel = GaussianMixtureModel(
+                num_components, data_shape[0], covariance, reg_covar)
+        else:
+            self.model = BernoulliMixtureModel(num_components, data_shape, eps)
+        self.guide = MixturePosterior(self.model)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.model.data_shape
+
+    @property
+    def num_components(self) -> int:
+        return self.model.num_components
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p_\theta(x_n)` per data point, in nats."""
+        return self.model.log_likelihood(x)
+
+    @torch.no_grad()
+    def posterior(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The responsibilities :math:`p_\theta(z_n = k \mid x_n)`, ``(batch, K)``."""
+        return self.model.posterior(x)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, *, mean: bool = False) -> torch.Tensor:
+        r"""``num_samples`` draws :math:`x \sim p_\theta(x)`, or with ``mean=True`` the means of
+        :math:`p_\theta(x \mid z)` for draws :math:`z \sim \pi` (images of probabilities)."""
+        num_samples = _positive_int(num_samples, "num_samples")
+        params = self.model.params()
+        z = dist.Categorical(logits=params["log_weights"]).sample((num_samples,))
+        component = self.model.component(params, z)
+        return self._as_images(component.mean if mean else component.sample())
+
+    def _as_images(self, x: torch.Tensor) -> torch.Tensor:
+        shape = self.config["image_shape"]
+        return x if shape is None else x.reshape(x.shape[0], *shape)
+
+    @torch.no_grad()
+    def component_means(self) -> torch.Tensor:
+        """The mean of every component, ``(K, *data_shape)`` (images with ``image_shape``)."""
+        k = torch.arange(self.num_components, device=self.model.weight_logits.device)
+        return self._as_images(self.model.component(self.model.params(), k).mean)
+
+    def inputs(self, batch: Any) -> tuple[torch.Tensor]:
+        """Model and guide arguments for a :class:`~pyrogen.data.Batch`: ``x``, flattened
+        for a Gaussian mixture of images."""
+        x = batch.x
+        if len(self.data_shape) == 1 and x.dim() > 2:
+            x = x.flatten(1)
+        return (x,)
+
+    def set_params(self, **params: torch.Tensor) -> None:
+        """Set initial parameters: ``weights`` and ``means``/``covariances`` or ``probs``."""
+        self.model.set_params(**params)
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, method: str = "kmeans++", seed: int = 0) -> None:
+        """
+        Seed :math:`K` centres among the data points (k-means++ [1]: each next
+        centre drawn with probability proportional to its squared distance to
+        the nearest centre so far; ``"random"``: uniformly without
+        replacement), assign every point to its nearest centre, and take the
+        M-step of that hard assignment.
+
+        [1] D. Arthur, S. Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
+        """
+        if method not in INIT_METHODS:
+            raise ValueError(f"method must be one of {INIT_METHODS}, got {method!r}")
+        x = self.model.check_data(x)
+        k = self.num_components
+        if x.shape[0] < k:
+            raise ValueError(f"x must hold at least num_components={k} points, got {x.shape[0]}")
+        flat = x.flatten(1)
+        generator = torch.Generator(device=x.device).manual_seed(int(seed))
+        if method == "random":
+            index = torch.randperm(x.shape[0], generator=generator, device=x.device)[:k]
+        else:
+            index = _kmeans_plusplus(flat, k, generator)
+        labels = torch.cdist(flat, flat[index]).argmin(1)
+        self.model.m_step(x, F.one_hot(labels, k).to(x.dtype))
+
+
+def _kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    index = torch.randint(x.shape[0], (1,), generator=generator, device=x.device)
+    dist2 = ((x - x[index]) ** 2).sum(-1)
+    for _ in range(1, k):
+        weights = dist2 if bool(dist2.sum() > 0) else torch.ones_like(dist2)
+        nxt = torch.multinomial(weights, 1, generator=generator)
+        index = torch.cat([index, nxt])
+        dist2 = torch.minimum(dist2, ((x - x[nxt]) ** 2).sum(-1))
+    return index
