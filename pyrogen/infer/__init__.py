@@ -4,9 +4,11 @@ from pyrogen.infer.em import e_step, exact_em, generalised_em
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
 from pyrogen.infer.iwae import Trace_IWAE
 from pyrogen.infer.jit import CompiledLoss
+from pyrogen.infer.mcem import SIRPosterior
 
 __all__ = [
     "CompiledLoss",
+    "SIRPosterior",
     "Trace_IWAE",
     "bits_per_dim",
     "e_step",
