@@ -31,7 +31,7 @@ section 3), never lower the likelihood. Gradient steps on :math:`-Q` increase
 function); Adam's steps usually do but are not guaranteed to, and minibatch
 or Monte Carlo (``Trace_ELBO``) gradients only in expectation. The posterior
 must stay the one of :math:`\theta'` during the M-steps of one iteration:
-:func:`generalised_em` calls :meth:`~pyrogen.models.mixture.MixturePosterior.e_step`
+:func:`generalised_em` calls :meth:`~pyrogen.models.mixture_posterior.MixturePosterior.e_step`
 at the start of each iteration to hold it there.
 
 In Pyro terms the guide is the exact posterior and the model the mixture;
@@ -62,7 +62,8 @@ import torch
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from torch import nn
 
-from pyrogen.models.mixture import MixtureModel, MixturePosterior
+from pyrogen.models.mixture import MixtureModel
+from pyrogen.models.mixture_posterior import MixturePosterior
 
 LOSSES = ("trace", "enum")
 
@@ -114,7 +115,7 @@ def exact_em(
         mixture.init_from_data(x, seed=0)
         history = exact_em(mixture, x, num_iters=200, tol=1e-6)
 
-    :param mixture: a :class:`~pyrogen.models.mixture.Mixture` or a
+    :param mixture: a :class:`~pyrogen.models.mixture_posterior.Mixture` or a
         :class:`~pyrogen.models.mixture.MixtureModel`.
     :param torch.Tensor x: the whole data set ``(N, *data_shape)``.
     :param int num_iters: the most M-steps to take.
@@ -164,7 +165,7 @@ def generalised_em(
     r"""
     Generalised EM: each iteration takes the E-step (the guide's posterior is
     held at the parameters at the start of the iteration,
-    :meth:`~pyrogen.models.mixture.MixturePosterior.e_step`) and then
+    :meth:`~pyrogen.models.mixture_posterior.MixturePosterior.e_step`) and then
     ``steps_per_iter`` ``SVI.step``\ s on the model's parameters.
 
     With ``loss="enum"`` the loss is ``TraceEnum_ELBO(max_plate_nesting=1)``
@@ -179,7 +180,7 @@ def generalised_em(
         mixture.init_from_data(x, seed=0)
         history = generalised_em(mixture, x, num_iters=50, steps_per_iter=5, lr=1e-2)
 
-    :param mixture: a :class:`~pyrogen.models.mixture.Mixture` or a
+    :param mixture: a :class:`~pyrogen.models.mixture_posterior.Mixture` or a
         :class:`~pyrogen.models.mixture.MixtureModel`.
     :param torch.Tensor x: the whole data set ``(N, *data_shape)``.
     :param int num_iters: the number of E-steps.

@@ -16,13 +16,8 @@ from pyrogen.models.likelihoods import (
 from pyrogen.models.classifier import Classifier, ClassifierGuide, ClassifierModel, ImageClassifier
 from pyrogen.models.cvae import CONDITIONS, CVAE, CVAEGuide, CVAEModel
 from pyrogen.models.dfcvae import DFCVAE, DFCVAEGuide, DFCVAEModel, FrozenFeatures
-from pyrogen.models.mixture import (
-    BernoulliMixtureModel,
-    GaussianMixtureModel,
-    Mixture,
-    MixtureModel,
-    MixturePosterior,
-)
+from pyrogen.models.mixture import BernoulliMixtureModel, GaussianMixtureModel, MixtureModel
+from pyrogen.models.mixture_posterior import Mixture, MixturePosterior
 from pyrogen.models.vae import VAE, VAEGuide, VAEModel
 
 #: model name -> facade class; every facade takes its ``config`` as keyword arguments.

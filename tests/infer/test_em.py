@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyrogen.infer.em import e_step, exact_em, generalised_em
-from pyrogen.models.mixture import Mixture
+from pyrogen.models import Mixture
 
 K = 3
 

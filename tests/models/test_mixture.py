@@ -7,7 +7,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from pyro.optim import Adam
 
 from pyrogen.infer import log_likelihood
-from pyrogen.models.mixture import Mixture, MixturePosterior
+from pyrogen.models.mixture_posterior import Mixture, MixturePosterior
 
 K = 3
 CASES = [("gaussian", "full", (2,)), ("gaussian", "diag", (3,)), ("bernoulli", "full", (1, 3, 4))]
