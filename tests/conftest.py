@@ -7,6 +7,7 @@ import torch
 
 # the probabilistic PCA helpers (tests/infer/ppca.py) serve every test folder
 sys.path.insert(0, str(Path(__file__).parent / "infer"))
+sys.path.insert(0, str(Path(__file__).parent))  # clitools
 
 
 @pytest.fixture(autouse=True)

@@ -4,17 +4,8 @@ import sys
 
 import pytest
 
+from clitools import last_json, run
 from pyrogen.cli import main
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
 
 
 SMALL = ["--epochs", "2", "--limit", "300", "--latent-dim", "4", "--hidden", "32", "--batch-size",

@@ -3,20 +3,11 @@ import json
 import pytest
 from PIL import Image
 
+from clitools import last_json, run
 from pyrogen.cli import main
 
 SMALL = ["--epochs", "2", "--limit", "300", "--latent-dim", "4", "--hidden", "32", "--batch-size",
          "50", "--no-progress", "--device", "cpu"]
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("condition", ["prior-network", "encoder-decoder", "class-mean"])

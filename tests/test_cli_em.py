@@ -3,18 +3,9 @@ import json
 import pytest
 import torch
 
+from clitools import last_json, run
 from pyrogen.cli import main
 from pyrogen.train import load_run
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("options", [

@@ -70,7 +70,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.models.classifier import Classifier, ImageClassifier
-from pyrogen.models.util import beta_scale, check_data, data_plate
+from pyrogen.models.util import batch_size_of, beta_scale, check_data, data_plate
 from pyrogen.models.vae import VAEGuide
 from pyrogen.nn import build_decoder, build_encoder
 
@@ -211,12 +211,7 @@ class DFCVAEModel(PyroModule):
         :param int num_samples: the number of points to generate when ``x`` is None.
         :returns: the latent draws ``z``.
         """
-        if x is None:
-            if num_samples is None:
-                raise ValueError("DFCVAEModel needs either x or num_samples")
-            batch_size = int(num_samples)
-        else:
-            batch_size = check_data(x, self.data_shape)
+        batch_size = batch_size_of(x, num_samples, self.data_shape, "DFCVAEModel")
         with data_plate(batch_size, num_data, self.prior_loc.device):
             with beta_scale(beta):
                 z = pyro.sample("z", self.prior())

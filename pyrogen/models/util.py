@@ -69,3 +69,15 @@ def check_data(x: torch.Tensor, data_shape: tuple[int, ...], name: str = "x") ->
             f"got {tuple(x.shape)}"
         )
     return x.shape[0]
+
+
+def batch_size_of(x: torch.Tensor | None, num_samples: int | None, data_shape: tuple[int, ...],
+                  owner: str) -> int:
+    """The size of a model's ``"data"`` plate: the batch of ``x``, or ``num_samples`` points to
+    generate when ``x`` is None (one of the two is required)."""
+    if x is None:
+        if num_samples is None:
+            raise ValueError(f"{owner} needs either x or num_samples")
+        return int(num_samples)
+    return check_data(x, data_shape)
+

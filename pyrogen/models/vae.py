@@ -20,7 +20,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
-from pyrogen.models.util import beta_scale, check_data, data_plate
+from pyrogen.models.util import batch_size_of, beta_scale, check_data, data_plate
 from pyrogen.nn import build_decoder, build_encoder
 
 
@@ -101,12 +101,7 @@ class VAEModel(PyroModule):
         :param int num_samples: the number of points to generate when ``x`` is None.
         :returns: the latent draws ``z``.
         """
-        if x is None:
-            if num_samples is None:
-                raise ValueError("VAEModel needs either x or num_samples")
-            batch_size = int(num_samples)
-        else:
-            batch_size = check_data(x, self.data_shape)
+        batch_size = batch_size_of(x, num_samples, self.data_shape, "VAEModel")
         with data_plate(batch_size, num_data, self.prior_loc.device):
             with beta_scale(beta):
                 z = pyro.sample("z", self.prior())
