@@ -53,7 +53,7 @@ def run_quadrants(args: argparse.Namespace, data, quadrants: int) -> dict:
         model="cvae", model_config=cvae.config, dataset="mnist", data_dir=str(args.data_dir),
         binarize="dynamic", validation_size=0, limit=args.limit, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine", lr_min=args.lr_min,
-        device=args.device, seed=args.seed,
+        kl_warmup=args.kl_warmup, device=args.device, seed=args.seed,
     )
     out = args.out / f"quadrants-{quadrants}"
     trainer = Trainer(cvae, data, config, out, progress=False)
@@ -105,7 +105,8 @@ def main(args: argparse.Namespace) -> dict:
         "binarization": "dynamic (training); one fixed draw of the test set",
         "iw_samples": args.iw_samples,
         "test_points": len(data.test),
-        "schedule": f"adam lr {args.lr} cosine to {args.lr_min}, batch {args.batch_size}",
+        "schedule": f"adam lr {args.lr} cosine to {args.lr_min}, batch {args.batch_size}, "
+                    f"kl warm-up {args.kl_warmup} epochs",
         "peak_rss_mb": peak_rss_mb(),
         "device": args.device,
         "threads": torch.get_num_threads(),
@@ -121,6 +122,7 @@ if __name__ == "__main__":
     p.add_argument("--quadrants", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 3])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--baseline-epochs", type=int, default=10)
+    p.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-min", type=float, default=1e-5)
