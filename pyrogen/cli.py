@@ -148,8 +148,16 @@ def _add_train_parser(sub: Any) -> None:
                    help="number of epochs (default: 10; with --resume, the run's own)")
     o.add_argument("--batch-size", type=_positive_int, default=100, help="(default: %(default)s)")
     o.add_argument("--objective", choices=OBJECTIVES, default="elbo",
-                   help="elbo (Trace_ELBO), meanfield (TraceMeanField_ELBO, analytic KL) or "
-                   "iwae (importance-weighted bound) (default: %(default)s)")
+                   help="elbo (Trace_ELBO), meanfield (TraceMeanField_ELBO, analytic KL), "
+                   "iwae (importance-weighted bound) or mcem (Monte Carlo EM on the decoder: "
+                   "E-step by resampling prior draws and MALA steps; the encoder is fitted "
+                   "beside it by the ELBO, as a proposal) (default: %(default)s)")
+    o.add_argument("--mcem-proposals", type=_positive_int, default=16,
+                   help="mcem: prior draws per data point for the E-step (default: %(default)s)")
+    o.add_argument("--mcmc-steps", type=int, default=5,
+                   help="mcem: MALA steps after resampling (default: %(default)s)")
+    o.add_argument("--mcmc-step-size", type=_positive_float, default=0.2,
+                   help="mcem: MALA step size (default: %(default)s)")
     o.add_argument("--num-particles", type=_positive_int, default=1,
                    help="particles per data point (default: %(default)s)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="(default: %(default)s)")
@@ -319,7 +327,8 @@ def _train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, lr_min=args.lr_min,
         lr_milestones=list(args.lr_milestones), clip_norm=args.clip_norm, beta=args.beta,
         kl_warmup=args.kl_warmup, patience=args.patience, jit=args.jit, device=args.device,
-        seed=args.seed, **_em_options(args),
+        seed=args.seed, mcem_proposals=args.mcem_proposals, mcmc_steps=args.mcmc_steps,
+        mcmc_step_size=args.mcmc_step_size, **_em_options(args),
     )
 
 

@@ -98,3 +98,27 @@ def test_dfcvae_trains_on_a_classifiers_features_and_resumes(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["train", "dfcvae", "--out", str(tmp_path / "y")])
     assert "needs --features RUN" in capsys.readouterr().err
+
+
+def test_monte_carlo_em_trains_a_vae_evaluates_and_resumes_exactly(capsys, tmp_path):
+    small = ["--objective", "mcem", "--mcem-proposals", "8", "--mcmc-steps", "2", "--limit", "200",
+             "--latent-dim", "3", "--hidden", "16", "--batch-size", "50", "--device", "cpu",
+             "--no-progress"]
+    code, out, err = run(capsys, "train", "vae", "--epochs", "3", "--out", tmp_path / "whole", *small)
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "vae", "--epochs", "2", "--out", tmp_path / "part", *small)
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "vae", "--resume", tmp_path / "part", "--epochs", "3",
+                         "--device", "cpu", "--no-progress")
+    assert code == 0, err
+    whole, _ = load_run(tmp_path / "whole", "last")
+    resumed, _ = load_run(tmp_path / "part", "last")
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    code, out, err = run(capsys, "evaluate", tmp_path / "whole", "--iw-samples", "10", "--device", "cpu")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["log_likelihood"] > result["elbo"] - 0.5
+    code, out, err = run(capsys, "train", "vae", "--objective", "mcem", "--beta", "0.5",
+                         "--out", tmp_path / "bad", "--device", "cpu")
+    assert code == 1 and "no KL term" in err

@@ -4,12 +4,13 @@ from pyrogen.infer.em import e_step, exact_em, generalised_em
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
 from pyrogen.infer.iwae import Trace_IWAE
 from pyrogen.infer.jit import CompiledLoss
-from pyrogen.infer.mcem import SIRPosterior
+from pyrogen.infer.mcem import SIRPosterior, Trace_MCEM
 
 __all__ = [
     "CompiledLoss",
     "SIRPosterior",
     "Trace_IWAE",
+    "Trace_MCEM",
     "bits_per_dim",
     "e_step",
     "elbo",

@@ -40,13 +40,20 @@ their discrete approximations", Bernoulli 2(4), 1996.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
+from pyro.infer import ELBO
+from pyro.infer.enum import get_importance_trace
+from pyro.infer.util import torch_item
 from pyro.nn import PyroModule
+from pyro.poutine.util import site_is_subsample
 
+from pyrogen.infer.importance import _weights_and_guide_trace
 from pyrogen.models.util import check_data, data_plate
 
 
@@ -74,12 +81,7 @@ class SIRPosterior(PyroModule):
     def __init__(self, model: Any, num_proposals: int = 16, mcmc_steps: int = 5,
                  step_size: float = 0.2) -> None:
         super().__init__()
-        if isinstance(num_proposals, bool) or int(num_proposals) != num_proposals or num_proposals < 1:
-            raise ValueError(f"num_proposals must be a positive integer, got {num_proposals!r}")
-        if isinstance(mcmc_steps, bool) or int(mcmc_steps) != mcmc_steps or mcmc_steps < 0:
-            raise ValueError(f"mcmc_steps must be a non-negative integer, got {mcmc_steps!r}")
-        if not step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size!r}")
+        self._check(num_proposals, mcmc_steps, step_size)
         for name in ("prior", "decoder", "likelihood"):
             if not hasattr(model, name):
                 raise TypeError(f"the model must have {name!r}, as pyrogen's VAEModel does")
@@ -89,6 +91,15 @@ class SIRPosterior(PyroModule):
         self.mcmc_steps = int(mcmc_steps)
         self.step_size = float(step_size)
         self.acceptance_rate = float("nan")
+
+    @staticmethod
+    def _check(num_proposals: Any, mcmc_steps: Any, step_size: Any) -> None:
+        if isinstance(num_proposals, bool) or int(num_proposals) != num_proposals or num_proposals < 1:
+            raise ValueError(f"num_proposals must be a positive integer, got {num_proposals!r}")
+        if isinstance(mcmc_steps, bool) or int(mcmc_steps) != mcmc_steps or mcmc_steps < 0:
+            raise ValueError(f"mcmc_steps must be a non-negative integer, got {mcmc_steps!r}")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size!r}")
 
     @property
     def model(self) -> Any:
@@ -144,4 +155,80 @@ class SIRPosterior(PyroModule):
             return pyro.sample("z", dist.Delta(z.detach(), event_dim=1))
 
 
-__all__ = ["SIRPosterior"]
+def _log_joint_at(model: Callable, z: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
+    # log p(x, z) per data point, the model run with its latent site fixed at z
+    trace = poutine.trace(poutine.condition(model, data={"z": z})).get_trace(*args, **kwargs)
+    total: torch.Tensor | float = 0.0
+    for site in trace.nodes.values():
+        if site["type"] == "sample" and not site_is_subsample(site):
+            total = total + site["fn"].log_prob(site["value"])
+    return total
+
+
+class Trace_MCEM(ELBO):
+    r"""
+    Monte Carlo EM for a VAE-like model, with an amortised proposal trained beside it, as
+    one Pyro loss. Its gradient in the model's parameters :math:`\theta` is the Monte Carlo
+    M-step on draws :math:`\tilde z \approx p_\theta(z \mid x)` from
+    :class:`SIRPosterior`; its gradient in the guide's parameters :math:`\phi` is the
+    ELBO's; its value is the negative ELBO (a bound on :math:`-\log p(x)`, so training
+    curves compare with a VAE's):
+
+    .. math::
+        \nabla_\theta: \; -\sum_n \nabla_\theta \log p_\theta(x_n, \tilde z_n), \qquad
+        \nabla_\phi: \; -\nabla_\phi \mathcal{L}(\theta, \phi), \qquad
+        \text{value}: \; -\mathcal{L}(\theta, \phi).
+
+    It computes :math:`-\mathcal{L} + (m - \mathrm{sg}(m))` with
+    :math:`m = \sum_n \log p_\theta(x_n, \mathrm{sg}(z^q_n)) - \log p_\theta(x_n, \tilde z_n)`
+    (:math:`\mathrm{sg}`: stop gradient, :math:`z^q_n \sim q_\phi(z \mid x_n)` the ELBO's
+    draw): :math:`m` has value 0 and cancels the ELBO's gradient in :math:`\theta`,
+    replacing it by the M-step's. The guide is thus a proposal that follows the
+    posterior, for evaluation and diagnostics; it does not steer the decoder.
+
+    Example::
+
+        svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-3}), Trace_MCEM(num_proposals=16))
+
+    :param int num_proposals: prior draws per data point for the resampling step.
+    :param int mcmc_steps: MALA steps after resampling.
+    :param float step_size: the MALA step size.
+    """
+
+    def __init__(self, num_proposals: int = 16, mcmc_steps: int = 5, step_size: float = 0.2) -> None:
+        super().__init__(num_particles=1, max_plate_nesting=1)
+        self.options = dict(num_proposals=num_proposals, mcmc_steps=mcmc_steps, step_size=step_size)
+        self.acceptance_rate = float("nan")
+        SIRPosterior._check(**self.options)
+
+    def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict):
+        # ELBO's hook for its generic particle loop; the loss is computed in differentiable_loss
+        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+                            ) -> torch.Tensor:
+        if kwargs.get("beta", 1.0) != 1.0:
+            raise ValueError("Monte Carlo EM has no KL term to weight: beta must be 1")
+        log_w, scale, guide_trace = _weights_and_guide_trace(model, guide, args, kwargs, 1)
+        neg_elbo = -scale * log_w.sum()
+        e_step = SIRPosterior(model, **self.options)
+        x = args[0]
+        z_sir = e_step.mala(x, e_step.resample(x)).detach()
+        self.acceptance_rate = e_step.acceptance_rate
+        z_q = guide_trace.nodes["z"]["value"].detach()
+        m = scale * (_log_joint_at(model, z_q, args, kwargs).sum()
+                     - _log_joint_at(model, z_sir, args, kwargs).sum())
+        return neg_elbo + (m - m.detach())
+
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        with torch.no_grad():
+            log_w, scale, _ = _weights_and_guide_trace(model, guide, args, kwargs, 1)
+            return torch_item(-scale * log_w.sum())
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return torch_item(loss)
+
+
+__all__ = ["SIRPosterior", "Trace_MCEM"]

@@ -13,8 +13,9 @@ import pyro.infer
 import torch
 
 from pyrogen.infer import Trace_IWAE
+from pyrogen.infer.mcem import Trace_MCEM
 
-OBJECTIVES = ("elbo", "meanfield", "iwae")
+OBJECTIVES = ("elbo", "meanfield", "iwae", "mcem")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "exponential", "cosine", "step")
 #: how a mixture model is fitted (``pyrogen.train.em``)
@@ -34,7 +35,11 @@ class TrainConfig:
 
     :param str objective: ``"elbo"`` (``Trace_ELBO``), ``"meanfield"``
         (``TraceMeanField_ELBO``: the Gaussian KL in closed form) or
-        ``"iwae"`` (:class:`~pyrogen.infer.Trace_IWAE`).
+        ``"iwae"`` (:class:`~pyrogen.infer.Trace_IWAE`) or ``"mcem"`` (Monte Carlo EM,
+        :class:`~pyrogen.infer.Trace_MCEM`; never compiled: ``jit`` does not apply).
+    :param int mcem_proposals: ``"mcem"``: prior draws per data point for the E-step's resampling.
+    :param int mcmc_steps: ``"mcem"``: MALA steps after resampling.
+    :param float mcmc_step_size: ``"mcem"``: the MALA step size.
     :param int num_particles: particles per data point for the objective.
     :param str lr_schedule: ``constant``, ``exponential`` (``lr * lr_decay**epoch``),
         ``cosine`` (to ``lr_min`` at the last epoch) or ``step`` (``lr *= lr_decay``
@@ -81,6 +86,9 @@ class TrainConfig:
     device: str = field(default_factory=default_device)
     seed: int = 0
     num_pictures: int = 64
+    mcem_proposals: int = 16
+    mcmc_steps: int = 5
+    mcmc_step_size: float = 0.2
     em: str = "exact"
     em_steps: int = 1
     tol: float = 1e-3
@@ -111,10 +119,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
-        if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup):
+        if self.objective in ("iwae", "mcem") and (self.beta != 1.0 or self.kl_warmup):
             raise ValueError(
-                "objective 'iwae' is a bound on log p(x) and has no KL term to weight: "
+                f"objective {self.objective!r} has no KL term to weight: "
                 f"it needs beta=1 and kl_warmup=0, got beta={self.beta}, kl_warmup={self.kl_warmup}"
+            )
+        if self.mcem_proposals < 1 or self.mcmc_steps < 0 or not self.mcmc_step_size > 0:
+            raise ValueError(
+                "mcem_proposals must be >= 1, mcmc_steps >= 0 and mcmc_step_size > 0, got "
+                f"{self.mcem_proposals}, {self.mcmc_steps}, {self.mcmc_step_size}"
             )
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm!r}")
@@ -141,6 +154,9 @@ def build_objective(config: TrainConfig) -> pyro.infer.ELBO:
     """The Pyro loss named by ``config.objective``."""
     if config.objective == "iwae":
         return Trace_IWAE(num_particles=config.num_particles)
+    if config.objective == "mcem":
+        return Trace_MCEM(num_proposals=config.mcem_proposals, mcmc_steps=config.mcmc_steps,
+                          step_size=config.mcmc_step_size)
     options = dict(
         num_particles=config.num_particles,
         vectorize_particles=config.num_particles > 1,

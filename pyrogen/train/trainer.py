@@ -145,7 +145,8 @@ class Trainer:
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self.objective = build_objective(config)
-        if config.jit:
+        self.compiled = config.jit and config.objective != "mcem"  # the E-step samples by MCMC
+        if self.compiled:
             self.loss = CompiledLoss(self.objective, model.model, model.guide)
         else:
             self.loss = self.objective(model.model, model.guide)
@@ -262,7 +263,7 @@ class Trainer:
         batches = self.data.train.batches(
             config.batch_size,
             shuffle=True,
-            drop_last=config.jit,
+            drop_last=self.compiled,
             epoch=epoch,
             seed=config.seed,
             rank=self.rank,
@@ -272,7 +273,7 @@ class Trainer:
         bar = tqdm(
             batches,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            total=_num_batches(len(self.data.train), config.batch_size, config.jit, self.world_size),
+            total=_num_batches(len(self.data.train), config.batch_size, self.compiled, self.world_size),
             disable=not self.progress or self.rank != 0,
             leave=False,
         )
@@ -312,7 +313,7 @@ class Trainer:
         return record
 
     def _step(self, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> float:
-        if self.config.jit:
+        if self.compiled:
             self._compile(args, kwargs)
         loss = self.loss(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)

@@ -67,3 +67,36 @@ def test_bad_options(options, match):
         SIRPosterior(model, **options)
     with pytest.raises(TypeError, match="VAEModel"):
         SIRPosterior(torch.nn.Linear(2, 2))
+
+
+def test_trace_mcem_gradients_are_the_m_step_and_the_proposals_elbo(monkeypatch):
+    from pyrogen.infer.mcem import Trace_MCEM
+    from pyrogen.models import VAE
+
+    torch.manual_seed(0)
+    vae = VAE((1, 4, 4), latent_dim=2, hidden=(8,))
+    x = torch.bernoulli(torch.rand(6, 1, 4, 4))
+    z_fixed = torch.randn(6, 2)
+    monkeypatch.setattr(SIRPosterior, "resample", lambda self, x: z_fixed)
+    monkeypatch.setattr(SIRPosterior, "mala", lambda self, x, z: z)
+    theta = list(vae.model.parameters())
+    phi = list(vae.guide.parameters())
+
+    pyro.set_rng_seed(1)
+    loss = Trace_MCEM().differentiable_loss(vae.model, vae.guide, x, num_data=60)
+    got = torch.autograd.grad(loss, theta + phi)
+    pyro.set_rng_seed(1)  # the same draw of the guide
+    elbo = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=60)
+    elbo_phi = torch.autograd.grad(elbo, phi)
+    # the value is the negative ELBO
+    assert loss.item() == pytest.approx(elbo.item(), rel=1e-6)
+    # theta: the Monte Carlo M-step, -(60/6) sum_n grad log p(x_n, z_n) at the E-step's draws
+    complete = poutine.trace(poutine.condition(vae.model, data={"z": z_fixed})).get_trace(x)
+    m_step = torch.autograd.grad(-10 * sum(s["fn"].log_prob(s["value"]).sum()
+                                           for s in complete.nodes.values()
+                                           if s["type"] == "sample"), theta)
+    for a, b in zip(got[: len(theta)], m_step):
+        assert torch.allclose(a, b, atol=1e-5)
+    # phi: the ELBO's gradient
+    for a, b in zip(got[len(theta):], elbo_phi):
+        assert torch.allclose(a, b, atol=1e-5)
