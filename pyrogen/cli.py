@@ -135,12 +135,13 @@ def _add_train_parser(sub: Any) -> None:
     e.add_argument("--init", choices=("kmeans++", "random"), default=None,
                    help="seeding of the components (default: kmeans++)")
     f = p.add_argument_group("DFC-VAE (deep feature-consistent VAE)")
-    f.add_argument("--features", type=Path, default=None, metavar="RUN",
-                   help="run folder of a `pyrogen train classifier` run on the same data set: "
-                   "its network is the fixed feature network (required for dfcvae)")
+    f.add_argument("--features", type=Path, default=None, metavar="RUN|FILE",
+                   help="the fixed feature network (required for dfcvae): the run folder of a "
+                   "`pyrogen train classifier` run on the same data set, or a file of torchvision "
+                   "VGG19 weights (a state dict saved with torch.save)")
     f.add_argument("--feature-layers", default=None,
-                   help="comma-separated layers of the feature network (default: relu1,relu2,relu3, "
-                   "the paper's relu1_1, relu2_1, relu3_1)")
+                   help="comma-separated layers of the feature network (default: relu1,relu2,relu3 "
+                   "of a classifier, the paper's relu1_1,relu2_1,relu3_1 of VGG19)")
     f.add_argument("--feature-weight", type=_positive_float, default=None,
                    help="weight of the feature loss against the KL term (default: 0.5, the paper's)")
     o = p.add_argument_group("optimisation")
@@ -299,7 +300,8 @@ def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         if args.features is None:
             parser.error("pyrogen train dfcvae needs --features RUN, a `pyrogen train classifier` "
                          "run on the same data set")
-        layers = (args.feature_layers or "relu1,relu2,relu3").replace(" ", "").split(",")
+        default = "relu1_1,relu2_1,relu3_1" if args.features.is_file() else "relu1,relu2,relu3"
+        layers = (args.feature_layers or default).replace(" ", "").split(",")
         config.pop("likelihood")  # the reconstruction term is the feature loss
         return config | dict(layers=layers, feature_weight=args.feature_weight or 0.5)
     if args.model != "cvae":
@@ -409,6 +411,12 @@ def _build(config: TrainConfig, data: Any, args: argparse.Namespace) -> Any:
     options = {k: v for k, v in config.model_config.items() if k != "data_shape"}
     if config.model == "mixture" and options.get("component") == "gaussian":
         return build_model("mixture", data_shape=(math.prod(data.shape),), **options)
+    if config.model == "dfcvae" and "feature_net" not in options and args.features.is_file():
+        from pyrogen.nn import load_vgg19_features
+
+        model = DFCVAE(data.shape, load_vgg19_features(args.features), **options)
+        config.model_config = {k: v for k, v in model.config.items() if k != "data_shape"}
+        return model
     if config.model == "dfcvae" and "feature_net" not in options:
         from pyrogen.train import load_run
 

@@ -73,6 +73,7 @@ from pyrogen.models.classifier import Classifier, ImageClassifier
 from pyrogen.models.util import batch_size_of, beta_scale, check_data, data_plate
 from pyrogen.models.vae import VAEGuide
 from pyrogen.nn import build_decoder, build_encoder
+from pyrogen.nn.vgg import VGG19Features
 
 REDUCTIONS = ("mean", "sum")
 
@@ -232,9 +233,13 @@ class DFCVAEGuide(VAEGuide):
 
 def _resolve_feature_net(feature_net: object) -> tuple[nn.Module, dict[str, Any] | None]:
     """The network to freeze, and the config that rebuilds its architecture (if any)."""
+    if isinstance(feature_net, Mapping) and feature_net.get("kind") == "vgg19":
+        return VGG19Features(), {"kind": "vgg19"}  # the weights come with the checkpoint
     if isinstance(feature_net, Mapping):
         net = Classifier(**feature_net)
         return net, dict(net.config)
+    if isinstance(feature_net, VGG19Features):
+        return feature_net, dict(feature_net.config)
     if isinstance(feature_net, ImageClassifier):
         feature_net = feature_net.net
     if isinstance(feature_net, Classifier):
@@ -242,7 +247,8 @@ def _resolve_feature_net(feature_net: object) -> tuple[nn.Module, dict[str, Any]
     if isinstance(feature_net, nn.Module):
         return feature_net, None
     raise TypeError(
-        "feature_net must be a Classifier or ImageClassifier, a Classifier config (dict), or "
+        "feature_net must be a Classifier or ImageClassifier, a Classifier config (dict), "
+        "VGG19Features (pyrogen.nn.load_vgg19_features), or "
         f"an nn.Module returning a list of feature maps; got {type(feature_net).__name__}"
     )
 

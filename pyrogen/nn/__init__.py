@@ -15,6 +15,7 @@ from __future__ import annotations
 from .conv import SUPPORTED_SIZES, ConvDecoder, ConvEncoder, ConvTrunk, conv_trunk, dcgan_init_
 from .factory import ARCHITECTURES, build_decoder, build_encoder
 from .mlp import ACTIVATIONS, MLP, LeakyReLU, MLPDecoder, MLPEncoder, glorot_init_
+from .vgg import VGG19Features, load_vgg19_features
 
 __all__ = [
     "ACTIVATIONS",
@@ -27,9 +28,11 @@ __all__ = [
     "MLP",
     "MLPDecoder",
     "MLPEncoder",
+    "VGG19Features",
     "build_decoder",
     "build_encoder",
     "conv_trunk",
     "dcgan_init_",
     "glorot_init_",
+    "load_vgg19_features",
 ]
