@@ -70,8 +70,8 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.models.classifier import Classifier, ImageClassifier
-from pyrogen.models.util import batch_size_of, beta_scale, check_data, data_plate
-from pyrogen.models.vae import VAEGuide
+from pyrogen.models.util import batch_size_of, beta_scale, data_plate
+from pyrogen.models.vae import AmortisedFacade, VAEGuide
 from pyrogen.nn import build_decoder, build_encoder
 from pyrogen.nn.vgg import VGG19Features
 
@@ -253,7 +253,7 @@ def _resolve_feature_net(feature_net: object) -> tuple[nn.Module, dict[str, Any]
     )
 
 
-class DFCVAE(nn.Module):
+class DFCVAE(AmortisedFacade):
     r"""
     A DFC-VAE [1]: :class:`DFCVAEModel` and :class:`DFCVAEGuide` built from pyrogen's
     networks around a fixed feature network, with ``sample``, ``reconstruct``, ``encode``,
@@ -372,38 +372,11 @@ class DFCVAE(nn.Module):
         self.guide = DFCVAEGuide(encoder, data_shape)
 
     @property
-    def data_shape(self) -> tuple[int, ...]:
-        return self.model.data_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
-
-    @property
     def features(self) -> FrozenFeatures:
         r"""The fixed feature network :math:`\Phi`."""
         return self.model.features
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""The location and scale of :math:`q_\phi(z \mid x)`."""
-        check_data(x, self.data_shape)
-        return self.guide.encoder(x)
-
-    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         r"""The image :math:`\bar x = \mathrm{sigmoid}(g_\theta(z))` in [0, 1]."""
         return torch.sigmoid(self.model.decoder(z))
-
-    @torch.no_grad()
-    def sample(self, num_samples: int) -> torch.Tensor:
-        r"""Images :math:`\bar x(z)` for ``num_samples`` draws :math:`z \sim p(z)`."""
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
-        return self.decode(self.model.prior().sample((int(num_samples),)))
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The image :math:`\bar x` at the posterior mean :math:`z = \mu_\phi(x)`."""
-        loc, _ = self.encode(x)
-        return self.decode(loc)

@@ -138,7 +138,47 @@ class VAEGuide(PyroModule):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
-class VAE(nn.Module):
+class AmortisedFacade(nn.Module):
+    r"""
+    What every facade of a model with a Gaussian prior :math:`p(z)` and an amortised guide
+    :math:`q_\phi(z \mid x)` offers (``.model`` with ``prior()`` and ``decoder``,
+    ``.guide`` with ``encoder``); a subclass defines :meth:`decode`.
+    """
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.model.data_shape
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The location and scale of :math:`q_\phi(z \mid x)`."""
+        check_data(x, self.data_shape)
+        return self.guide.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        r""":meth:`decode` of ``num_samples`` draws :math:`z \sim p(z)`: for a VAE the means of
+        :math:`p_\theta(x \mid z)`."""
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
+        z = self.model.prior().sample((int(num_samples),))
+        return self.decode(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        r""":meth:`decode` at the posterior mean :math:`z = \mu_\phi(x)`."""
+        loc, _ = self.encode(x)
+        return self.decode(loc)
+
+
+class VAE(AmortisedFacade):
     r"""
     A VAE: :class:`VAEModel` and :class:`VAEGuide` built from pyrogen's
     networks, with what users reach for (``sample``, ``reconstruct``,
@@ -191,35 +231,7 @@ class VAE(nn.Module):
         self.model = VAEModel(decoder, latent_dim, data_shape, likelihood)
         self.guide = VAEGuide(encoder, data_shape)
 
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        return self.model.data_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""The location and scale of :math:`q_\phi(z \mid x)`."""
-        check_data(x, self.data_shape)
-        return self.guide.encoder(x)
-
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         r"""The mean of :math:`p_\theta(x \mid z)`."""
         return self.model.likelihood.mean(self.model.decoder(z))
-
-    @torch.no_grad()
-    def sample(self, num_samples: int) -> torch.Tensor:
-        r"""Means of :math:`p_\theta(x \mid z)` for ``num_samples`` draws :math:`z \sim p(z)`."""
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
-        z = self.model.prior().sample((int(num_samples),))
-        return self.decode(z)
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The mean of :math:`p_\theta(x \mid z)` at the posterior mean :math:`z = \mu_\phi(x)`."""
-        loc, _ = self.encode(x)
-        return self.decode(loc)
