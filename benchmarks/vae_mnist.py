@@ -74,7 +74,8 @@ def main(args: argparse.Namespace) -> dict:
         model="vae", model_config=vae.config, dataset="mnist", data_dir=str(args.data_dir),
         binarize="dynamic", validation_size=0, limit=args.limit, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine", lr_min=args.lr_min,
-        kl_warmup=args.kl_warmup, objective=args.objective, device=args.device, seed=args.seed,
+        kl_warmup=args.kl_warmup, objective=args.objective, num_particles=args.num_particles,
+        device=args.device, seed=args.seed,
     )
     # one fixed Bernoulli draw of the test set, as every model is scored on the same images
     test_x = torch.cat([b.x for b in data.test.batches(1000, seed=args.seed)]).to(args.device)
@@ -107,6 +108,7 @@ def main(args: argparse.Namespace) -> dict:
         "schedule": f"adam lr {args.lr} cosine to {args.lr_min}, kl warm-up {args.kl_warmup} epochs",
         "init": args.init,
         "objective": args.objective,
+        "num_particles": args.num_particles,
         "reference_nll": 86.76,
         "curve": [{"epoch": r["epoch"], "train_loss": r["train_loss"], "lr": r["lr"],
                    "test_subset_nll": r.get(key)} for r in history if key in r],
@@ -135,6 +137,8 @@ if __name__ == "__main__":
     p.add_argument("--objective", choices=("elbo", "meanfield"), default="elbo",
                    help="elbo: Trace_ELBO (sampled KL); meanfield: TraceMeanField_ELBO "
                         "(the same bound, KL in closed form)")
+    p.add_argument("--num-particles", type=int, default=1,
+                   help="particles per image for the gradient (the same bound, less noise)")
     p.add_argument("--init", choices=("default", "glorot"), default="default",
                    help="default: PyTorch's layer init; glorot: Burda et al.'s Glorot-uniform "
                         "weights, zero biases, decoder output bias at the logit of the pixel means")
