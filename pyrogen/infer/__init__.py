@@ -1,4 +1,6 @@
-"""Losses and estimators: importance-weighted bounds and log-likelihoods."""
+"""Losses and estimators: importance-weighted bounds, log-likelihoods, adversarial losses."""
+
+from pyrogen.infer.adversarial import AdversarialLoss, Trace_AAE, Trace_ALI, Trace_GAN
 
 from pyrogen.infer.em import e_step, exact_em, generalised_em
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
@@ -7,6 +9,10 @@ from pyrogen.infer.jit import CompiledLoss
 from pyrogen.infer.mcem import SIRPosterior, Trace_MCEM
 
 __all__ = [
+    "AdversarialLoss",
+    "Trace_AAE",
+    "Trace_ALI",
+    "Trace_GAN",
     "CompiledLoss",
     "SIRPosterior",
     "Trace_IWAE",

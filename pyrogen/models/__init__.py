@@ -13,9 +13,13 @@ from pyrogen.models.likelihoods import (
     GaussianLikelihood,
     build_likelihood,
 )
+from pyrogen.models.aae import AAE
+from pyrogen.models.ali import ALI
 from pyrogen.models.classifier import Classifier, ClassifierGuide, ClassifierModel, ImageClassifier
 from pyrogen.models.cvae import CONDITIONS, CVAE, CVAEGuide, CVAEModel
 from pyrogen.models.dfcvae import DFCVAE, DFCVAEGuide, DFCVAEModel, FrozenFeatures
+from pyrogen.models.gan import GAN, AdversarialFacade, EncoderFacade
+from pyrogen.models.generator import Discriminator, EncoderGuide, GeneratorModel
 from pyrogen.models.mixture import BernoulliMixtureModel, GaussianMixtureModel, MixtureModel
 from pyrogen.models.mixture_posterior import Mixture, MixturePosterior
 from pyrogen.models.vae import VAE, VAEGuide, VAEModel
@@ -27,6 +31,9 @@ MODELS: dict[str, type[nn.Module]] = {
     "mixture": Mixture,
     "dfcvae": DFCVAE,
     "classifier": ImageClassifier,
+    "gan": GAN,
+    "aae": AAE,
+    "ali": ALI,
 }
 
 
@@ -38,6 +45,14 @@ def build_model(name: str, **config: Any) -> nn.Module:
 
 
 __all__ = [
+    "AAE",
+    "ALI",
+    "AdversarialFacade",
+    "Discriminator",
+    "EncoderFacade",
+    "EncoderGuide",
+    "GAN",
+    "GeneratorModel",
     "BernoulliLikelihood",
     "BernoulliMixtureModel",
     "Classifier",

@@ -80,7 +80,7 @@ def build_decoder(
     :param hidden: hidden widths of the MLP; ignored by ``"conv"``.
     :param activation: a key of :data:`~pyrogen.nn.ACTIVATIONS`, or ``None`` for the class
         default (``"relu"`` for both).
-    :param kwargs: passed on to the class (``channels``, ``batch_norm`` for conv).
+    :param kwargs: passed on to the class (``batch_norm``; ``channels`` for conv).
 
     Example::
 

@@ -150,6 +150,8 @@ class MLP(nn.Module):
     :param str activation: hidden activation, a key of :data:`ACTIVATIONS`.
     :param output_activation: activation applied to the output, a key of :data:`ACTIVATIONS`,
         or ``None`` for none.
+    :param bool batch_norm: batch-normalise every hidden layer before its activation (over all
+        leading dimensions of the input together).
 
     Example::
 
@@ -165,6 +167,7 @@ class MLP(nn.Module):
         out_features: int,
         activation: str = "relu",
         output_activation: str | None = None,
+        batch_norm: bool = False,
     ) -> None:
         in_features = _check_positive_int(in_features, "in_features")
         hidden = _check_int_sequence(hidden, "hidden")
@@ -179,14 +182,20 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         widths = (in_features,) + hidden
         for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(w_in, w_out), _make_activation(activation)]
+            layers.append(nn.Linear(w_in, w_out, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(w_out))
+            layers.append(_make_activation(activation))
         layers.append(nn.Linear(widths[-1], out_features))
         if output_activation is not None:
             layers.append(_make_activation(output_activation))
         self.layers = nn.Sequential(*layers)
+        self.batch_norm = bool(batch_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_event_shape(x, (self.in_features,), "x")
+        if self.batch_norm:  # BatchNorm1d takes (N, C): flatten the leading dimensions
+            return self.layers(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], -1)
         return self.layers(x)
 
 
@@ -258,6 +267,7 @@ class MLPDecoder(nn.Module):
     :param tuple data_shape: shape of one datum, e.g. ``(1, 28, 28)``.
     :param hidden: widths of the hidden layers.
     :param str activation: hidden activation, a key of :data:`ACTIVATIONS`.
+    :param bool batch_norm: batch normalisation in the hidden layers (a GAN generator's option).
 
     Example::
 
@@ -272,6 +282,7 @@ class MLPDecoder(nn.Module):
         data_shape: tuple[int, ...],
         hidden: Sequence[int] = (400,),
         activation: str = "relu",
+        batch_norm: bool = False,
     ) -> None:
         latent_dim = _check_positive_int(latent_dim, "latent_dim")
         data_shape = _check_data_shape(data_shape)
@@ -280,7 +291,8 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.data_shape = data_shape
-        self.net = MLP(latent_dim, hidden, math.prod(data_shape), activation=activation)
+        self.net = MLP(latent_dim, hidden, math.prod(data_shape), activation=activation,
+                       batch_norm=batch_norm)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_event_shape(z, (self.latent_dim,), "z")

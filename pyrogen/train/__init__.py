@@ -1,16 +1,19 @@
 """The training loop, its configuration, checkpoints and run folders."""
 
+from pyrogen.train.adversarial import AdversarialTrainer, is_adversarial
 from pyrogen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyrogen.train.config import TrainConfig, build_objective, kl_weight
 from pyrogen.train.runs import load_run
 from pyrogen.train.trainer import NonFiniteLossError, Trainer, read_metrics
 
 __all__ = [
+    "AdversarialTrainer",
     "CheckpointError",
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
     "build_objective",
+    "is_adversarial",
     "kl_weight",
     "load_checkpoint",
     "load_run",

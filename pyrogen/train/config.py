@@ -55,6 +55,11 @@ class TrainConfig:
     :param int em_steps: SVI steps per E-step of generalised EM.
     :param float tol: exact EM stops when the mean log-likelihood changes by less.
     :param str init: mixtures: ``"kmeans++"`` or ``"random"`` seeding of the components.
+    :param int d_steps: adversarial models: discriminator steps per iteration.
+    :param int g_steps: adversarial models: steps of the other player (generator,
+        autoencoder, encoder-generator) per iteration.
+    :param float d_lr: adversarial models: the discriminator's learning rate (``None``: ``lr``).
+    :param list betas: Adam's :math:`(\beta_1, \beta_2)` (DCGAN: ``[0.5, 0.999]``).
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
@@ -93,6 +98,10 @@ class TrainConfig:
     em_steps: int = 1
     tol: float = 1e-3
     init: str = "kmeans++"
+    d_steps: int = 1
+    g_steps: int = 1
+    d_lr: float | None = None
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
     def __post_init__(self) -> None:
         def positive(name: str, integer: bool = True) -> None:
@@ -101,7 +110,7 @@ class TrainConfig:
                 kind = "a positive integer" if integer else "a positive number"
                 raise ValueError(f"{name} must be {kind}, got {value!r}")
 
-        for name in ("epochs", "batch_size", "num_particles", "em_steps"):
+        for name in ("epochs", "batch_size", "num_particles", "em_steps", "d_steps", "g_steps"):
             positive(name)
         for name in ("lr", "beta"):
             positive(name, integer=False)
@@ -129,6 +138,11 @@ class TrainConfig:
                 "mcem_proposals must be >= 1, mcmc_steps >= 0 and mcmc_step_size > 0, got "
                 f"{self.mcem_proposals}, {self.mcmc_steps}, {self.mcmc_step_size}"
             )
+        if self.d_lr is not None and not self.d_lr > 0:
+            raise ValueError(f"d_lr must be > 0 or None, got {self.d_lr!r}")
+        self.betas = [float(b) for b in self.betas]
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm!r}")
         try:
@@ -167,13 +181,17 @@ def build_objective(config: TrainConfig) -> pyro.infer.ELBO:
     return pyro.infer.TraceMeanField_ELBO(**options)
 
 
-def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """One torch optimiser over all of a player's parameters (``foreach`` kernels)."""
+def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter],
+                    lr: float | None = None) -> torch.optim.Optimizer:
+    """One torch optimiser over all of a player's parameters (``foreach`` kernels), at
+    learning rate ``lr`` (default ``config.lr``)."""
+    lr = config.lr if lr is None else lr
+    betas = tuple(config.betas)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=config.weight_decay, foreach=True)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, foreach=True)
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=config.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=config.weight_decay, foreach=True)
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

@@ -144,6 +144,18 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.callbacks = list(callbacks or [])
+        self._build_optimisation()
+        self.epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_valid = math.inf
+        self.bad_epochs = 0
+        self._compiled: set = set()
+        self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
+
+    def _build_optimisation(self) -> None:
+        """The loss, the parameters it trains, the optimiser and the schedule."""
+        config, model = self.config, self.model
         self.objective = build_objective(config)
         self.compiled = config.jit and config.objective != "mcem"  # the E-step samples by MCMC
         if self.compiled:
@@ -153,13 +165,10 @@ class Trainer:
         self.params = [p for p in self.loss.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.epoch = 0
-        self.global_step = 0
-        self.history: list[dict[str, Any]] = []
-        self.best_valid = math.inf
-        self.bad_epochs = 0
-        self._compiled: set = set()
-        self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
+
+    def _score(self, record: dict[str, Any]) -> float:
+        """What the best checkpoint minimises: the validation loss, else the training loss."""
+        return record.get("valid_loss", record["train_loss"])
 
     def inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
         """The positional arguments of model and guide for a batch: the facade's
@@ -204,7 +213,8 @@ class Trainer:
             path = self.run_dir / "checkpoints" / "last.pt"
         state = load_checkpoint(path, map_location=self.device)
         ours, theirs = self.config.to_dict(), state["config"]
-        differ = sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs.get(k))
+        differ = sorted(k for k in ours
+                        if k not in RESUMABLE_CHANGES and k in theirs and ours[k] != theirs[k])
         if differ:
             raise ValueError(
                 f"cannot resume from {path}: the run was trained with other options: "
@@ -239,9 +249,9 @@ class Trainer:
                     for callback in self.callbacks:
                         callback(self, record)
                 self.history.append(record)
-                improved = record.get("valid_loss", record["train_loss"]) < self.best_valid
+                improved = self._score(record) < self.best_valid
                 if improved:
-                    self.best_valid = record.get("valid_loss", record["train_loss"])
+                    self.best_valid = self._score(record)
                     self.bad_epochs = 0
                 else:
                     self.bad_epochs += 1
@@ -372,6 +382,16 @@ class Trainer:
     def _pictures(self) -> dict[str, torch.Tensor]:
         if self.rank != 0 or self.run_dir is None or not hasattr(self.model, "decode"):
             return {}
+        # in eval mode: batch norm must not update its running statistics after the
+        # checkpoint was written, or a resumed run would differ from an uninterrupted one
+        training = self.model.training
+        self.model.eval()
+        try:
+            return self._draw_pictures()
+        finally:
+            self.model.train(training)
+
+    def _draw_pictures(self) -> dict[str, torch.Tensor]:
         n = self.config.num_pictures
         if not hasattr(self, "_fixed_z"):
             g = torch.Generator().manual_seed(self.config.seed)

@@ -1,0 +1,450 @@
+r"""
+The adversarial family's objectives as Pyro losses, one per player.
+
+Each loss is a class in Pyro's ELBO family, so ``pyro.infer.SVI`` takes it, and training is
+alternating ``SVI.step`` s with separate optimisers::
+
+    gan = GAN((1, 28, 28))
+    d_loss, g_loss = Trace_GAN(gan.discriminator, "discriminator"), Trace_GAN(gan.discriminator, "generator")
+    d_svi = SVI(gan.model, gan.guide, Adam({"lr": 2e-4, "betas": (0.5, 0.999)}), d_loss)
+    g_svi = SVI(gan.model, gan.guide, Adam({"lr": 2e-4, "betas": (0.5, 0.999)}), g_loss)
+    for x in batches:
+        d_svi.step(x)
+        g_svi.step(x)
+
+A step never moves the other player's parameters: the discriminator's loss draws the
+generator's samples under ``poutine.block`` and ``torch.no_grad``, and the generator's loss
+calls the discriminator under ``poutine.block``, so ``SVI`` never hands the hidden
+parameters to its optimiser; :meth:`AdversarialLoss.loss_and_grads` also differentiates only
+with respect to the parameters its own player registered, so no gradient is left on the
+other player's ``.grad`` either.
+
+Discriminators return logits :math:`\ell` of :math:`D = \sigma(\ell)`, and every
+:math:`-\log D = \mathrm{softplus}(-\ell)`, :math:`-\log(1 - D) = \mathrm{softplus}(\ell)`
+is computed from them exactly. Each loss is a mean over the minibatch (nats per data point;
+the ``num_data`` plate scale plays no part), and its terms are kept in ``loss.terms`` for
+logging.
+
+The paper's regulariser needs the player *before the current update*: call
+``loss.snapshot(model, guide, *args)`` at the start of each iteration's steps of that player
+(the trainer does); it caches the draws :math:`z` and the old player's output on them, and
+the following steps are scored against that cache (Su's own code runs the generator step
+twice against one cached :math:`G_{old}(z)`).
+
+**References**
+
+[1] J. Su, "Variational Inference: A Unified Framework of Generative Models and Some
+Revelations", arXiv:1807.05936, 2018 (sections 3 and 4).
+
+[2] I. Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+import torch.nn.functional as F
+from pyro.infer import ELBO
+from pyro.infer.util import torch_item
+from torch import nn
+
+GAN_GENERATOR_LOSSES = ("minimax", "nonsaturating", "regularised")
+ALI_LOSSES = ("paper", "minimax", "swapped", "complete")
+
+
+def _mean(t: torch.Tensor) -> torch.Tensor:
+    return t.mean()
+
+
+def _sum_per_point(t: torch.Tensor) -> torch.Tensor:
+    """Sum over everything but the first (batch) dimension."""
+    return t.reshape(t.shape[0], -1).sum(-1)
+
+
+def _trace(fn: Callable, *args: Any, **kwargs: Any) -> poutine.Trace:
+    return poutine.trace(fn).get_trace(*args, **kwargs)
+
+
+def _hidden_trace(fn: Callable, *args: Any, **kwargs: Any) -> poutine.Trace:
+    """A trace of ``fn`` whose parameters no outer handler sees and that builds no graph:
+    the other player's side of a step."""
+    with poutine.block(), torch.no_grad():
+        return _trace(fn, *args, **kwargs)
+
+
+def _value(trace: poutine.Trace, name: str) -> torch.Tensor:
+    if name not in trace.nodes:
+        raise ValueError(f"the adversarial losses need a sample site {name!r}; the trace has "
+                         f"{[k for k, v in trace.nodes.items() if v['type'] == 'sample']}")
+    return trace.nodes[name]["value"]
+
+
+def _mean_of(trace: poutine.Trace, name: str) -> torch.Tensor:
+    """The mean of a site's distribution (``G(z)`` for an ``x`` site, ``E(x)`` for ``z``)."""
+    return trace.nodes[name]["fn"].mean
+
+
+class AdversarialLoss(ELBO):
+    r"""
+    The base of pyrogen's player losses: a subclass defines :meth:`differentiable_loss`
+    (``model, guide, *args, **kwargs -> tensor``) for its ``player``.
+
+    :param discriminator: the discriminator ``PyroModule`` (returns logits).
+    :param str player: which player's loss this is (see the subclass).
+    """
+
+    players: tuple[str, ...] = ()
+
+    def __init__(self, discriminator: nn.Module, player: str) -> None:
+        super().__init__()
+        if player not in self.players:
+            raise ValueError(f"player must be one of {self.players}, got {player!r}")
+        self.discriminator = discriminator
+        self.player = player
+        self.terms: dict[str, float] = {}
+        self._snapshot: dict[str, Any] | None = None
+
+    def _get_trace(self, model: Callable, guide: Callable, args: Any, kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} is not a particle-based ELBO")
+
+    def _blocked_discriminator(self, *inputs: torch.Tensor) -> torch.Tensor:
+        with poutine.block():
+            return self.discriminator(*inputs)
+
+    def _record(self, **terms: torch.Tensor) -> None:
+        self.terms = {k: torch_item(v.detach()) for k, v in terms.items()}
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        """The loss as a float, without gradients."""
+        with torch.no_grad():
+            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        """The loss, with its gradient added to the ``.grad`` of this player's parameters only
+        (those registered with Pyro while it was computed)."""
+        with poutine.trace(param_only=True) as params:
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        own = [site["value"].unconstrained() for site in params.trace.nodes.values()]
+        own = [p for p in own if p.requires_grad]
+        grads = torch.autograd.grad(loss, own, allow_unused=True)
+        for p, g in zip(own, grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+        return torch_item(loss)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        """Cache what the regulariser compares against: the player before the current update,
+        on draws that the following steps reuse. A no-op for losses without a regulariser."""
+
+    def clear_snapshot(self) -> None:
+        self._snapshot = None
+
+    def snapshot_state(self) -> dict[str, Any] | None:
+        """The cached snapshot as plain tensors (for checkpoints), or ``None``."""
+        if self._snapshot is None:
+            return None
+        return {k: v for k, v in self._snapshot.items() if isinstance(v, torch.Tensor)}
+
+    def load_snapshot_state(self, state: dict[str, Any] | None) -> None:
+        self._snapshot = None if state is None else dict(state)
+
+    def _need_snapshot(self, batch_size: int) -> dict[str, Any]:
+        if self._snapshot is None:
+            raise ValueError(
+                f"{type(self).__name__}({self.player!r}) with a regulariser needs the player "
+                "before the current update: call loss.snapshot(model, guide, *args) at the start "
+                "of each iteration's steps of this player"
+            )
+        cached = next(iter(self._snapshot.values())).shape[0]
+        if cached != batch_size:
+            raise ValueError(f"the snapshot holds {cached} draws, but this step's batch has "
+                             f"{batch_size} points: snapshot with the same batch size")
+        return self._snapshot
+
+
+class Trace_GAN(AdversarialLoss):
+    r"""
+    The GAN's two player losses (framework.md, GAN; [1] section 3), with the generator as a
+    Pyro model whose ``x`` site is :math:`\delta(x - G(z))`, drawn under
+    ``poutine.uncondition``, and :math:`D(x) = p(y = 1 \mid x)`, the probability that
+    :math:`x` is real.
+
+    ``player="discriminator"``:
+
+    .. math::
+        \mathcal{L}_D = -\mathbb{E}_{\tilde p(x)} \log D(x) - \mathbb{E}_{q(z)} \log(1 - D(G(z)))
+
+    (at the optimal :math:`D = \tilde p / (\tilde p + q)` this is
+    :math:`2 \log 2 - 2\,\mathrm{JS}(\tilde p \,\|\, q)`).
+
+    ``player="generator"``, by ``generator_loss``:
+
+    * ``"minimax"``: :math:`\mathbb{E}_{q(z)} \log(1 - D(G(z)))`;
+    * ``"nonsaturating"``: :math:`-\mathbb{E}_{q(z)} \log D(G(z))`;
+    * ``"regularised"``, the paper's complete loss (its equation (25)):
+
+      .. math::
+          \mathbb{E}_{z \sim q(z)} \big[ -\log D(G(z))
+              + \lambda \, \overline{(G(z) - G_{old}(z))^2} \big],
+
+      where :math:`G_{old}` is the generator before the current update, on the same
+      :math:`z` (cached by :meth:`snapshot`), and the bar is the mean over pixels (as in Su's
+      Keras code, so :math:`\lambda` does not depend on the image size). The term stands
+      for :math:`\mathrm{KL}(q(x) \,\|\, q_{old}(x))`, which standard GANs omit.
+
+    :param discriminator: a :class:`~pyrogen.models.generator.Discriminator` on ``x``.
+    :param str player: ``"discriminator"`` or ``"generator"``.
+    :param str generator_loss: one of :data:`GAN_GENERATOR_LOSSES`.
+    :param float reg_weight: :math:`\lambda` (Su: 5).
+    """
+
+    players = ("discriminator", "generator")
+
+    def __init__(self, discriminator: nn.Module, player: str, generator_loss: str = "nonsaturating",
+                 reg_weight: float = 5.0) -> None:
+        super().__init__(discriminator, player)
+        if generator_loss not in GAN_GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss must be one of {GAN_GENERATOR_LOSSES}, got {generator_loss!r}")
+        if not reg_weight >= 0:
+            raise ValueError(f"reg_weight must be >= 0, got {reg_weight!r}")
+        self.generator_loss = generator_loss
+        self.reg_weight = float(reg_weight)
+
+    @property
+    def regularised(self) -> bool:
+        return self.player == "generator" and self.generator_loss == "regularised"
+
+    def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        if self.regularised:
+            trace = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
+            self._snapshot = {"z": _value(trace, "z"), "x": _value(trace, "x")}
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x_real = args[0]
+        if self.player == "discriminator":
+            x_fake = _value(_hidden_trace(poutine.uncondition(model), *args, **kwargs), "x")
+            real = _mean(F.softplus(-self.discriminator(x_real)))
+            fake = _mean(F.softplus(self.discriminator(x_fake)))
+            self._record(d_real=real, d_fake=fake)
+            return real + fake
+        generator = poutine.uncondition(model)
+        if self.regularised:
+            cached = self._need_snapshot(x_real.shape[0])
+            generator = poutine.condition(generator, data={"z": cached["z"]})
+        x_fake = _value(_trace(generator, *args, **kwargs), "x")
+        logits = self._blocked_discriminator(x_fake)
+        if self.generator_loss == "minimax":
+            adv = -_mean(F.softplus(logits))
+        else:
+            adv = _mean(F.softplus(-logits))
+        if not self.regularised:
+            self._record(g_adv=adv)
+            return adv
+        reg = _mean((x_fake - cached["x"]).pow(2).reshape(x_fake.shape[0], -1).mean(-1))
+        self._record(g_adv=adv, g_reg=reg)
+        return adv + self.reg_weight * reg
+
+
+class Trace_AAE(AdversarialLoss):
+    r"""
+    The adversarial autoencoder's player losses ([1] section 4.1: the GAN with :math:`x` and
+    :math:`z` swapped). The guide is the encoder :math:`p(z \mid x)`, the model's prior is
+    the target :math:`q(z)`, and :math:`D(z) = q(y = 0 \mid z)` is the probability that
+    :math:`z` was drawn from the prior.
+
+    ``player="discriminator"``:
+
+    .. math::
+        \mathcal{L}_D = -\mathbb{E}_{\tilde p(x)} \log(1 - D(E(x))) - \mathbb{E}_{q(z)} \log D(z)
+
+    ``player="autoencoder"`` (encoder and decoder together):
+
+    .. math::
+        \mathcal{L}_{E,G} = \mathbb{E}_{\tilde p(x)} \big[ -\log D(E(x))
+            + \lambda \, \| x - G(E(x)) \|^2 + \gamma \, \| \mu(x) - \mu_{old}(x) \|^2 \big],
+
+    where :math:`E(x)` is the guide's draw, :math:`G` the mean of the model's ``x`` site
+    replayed on it, and the last term, off by default (:math:`\gamma = 0`), is the analogue
+    of the GAN's regulariser for :math:`\mathrm{KL}(p(z) \,\|\, p_{old}(z))`: the encoder's
+    mean before the current update on the same batch (cached by :meth:`snapshot`).
+
+    :param discriminator: a :class:`~pyrogen.models.generator.Discriminator` on ``z``.
+    :param str player: ``"discriminator"`` or ``"autoencoder"``.
+    :param float recon_weight: :math:`\lambda`.
+    :param float reg_weight: :math:`\gamma`.
+    """
+
+    players = ("discriminator", "autoencoder")
+
+    def __init__(self, discriminator: nn.Module, player: str, recon_weight: float = 1.0,
+                 reg_weight: float = 0.0) -> None:
+        super().__init__(discriminator, player)
+        if not recon_weight >= 0 or not reg_weight >= 0:
+            raise ValueError(f"recon_weight and reg_weight must be >= 0, got {recon_weight!r}, {reg_weight!r}")
+        self.recon_weight = float(recon_weight)
+        self.reg_weight = float(reg_weight)
+
+    @property
+    def regularised(self) -> bool:
+        return self.player == "autoencoder" and self.reg_weight > 0
+
+    def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        if self.regularised:
+            trace = _hidden_trace(guide, *args, **kwargs)
+            self._snapshot = {"x": args[0].detach(), "code": _mean_of(trace, "z")}
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x = args[0]
+        if self.player == "discriminator":
+            z_code = _value(_hidden_trace(guide, *args, **kwargs), "z")
+            z_prior = _value(_hidden_trace(poutine.uncondition(model), *args, **kwargs), "z")
+            codes = _mean(F.softplus(self.discriminator(z_code)))
+            prior = _mean(F.softplus(-self.discriminator(z_prior)))
+            self._record(d_codes=codes, d_prior=prior)
+            return codes + prior
+        guide_trace = _trace(guide, *args, **kwargs)
+        model_trace = _trace(poutine.replay(poutine.uncondition(model), trace=guide_trace), *args, **kwargs)
+        adv = _mean(F.softplus(-self._blocked_discriminator(_value(guide_trace, "z"))))
+        recon = _mean(_sum_per_point((x - _mean_of(model_trace, "x")).pow(2)))
+        total = adv + self.recon_weight * recon
+        if not self.regularised:
+            self._record(ae_adv=adv, ae_recon=recon)
+            return total
+        cached = self._need_snapshot(x.shape[0])
+        if not torch.equal(cached["x"], x):
+            raise ValueError("the AAE regulariser compares codes of the same batch: call "
+                             "snapshot() with the batch of this step")
+        reg = _mean(_sum_per_point((_mean_of(guide_trace, "z") - cached["code"]).pow(2)))
+        self._record(ae_adv=adv, ae_recon=recon, ae_reg=reg)
+        return total + self.reg_weight * reg
+
+
+class Trace_ALI(AdversarialLoss):
+    r"""
+    ALI/BiGAN's player losses ([1] section 4.2). The encoder side pairs a data point with
+    its code, :math:`(x, z) \sim p(z \mid x)\, \tilde p(x)` (the guide), the generator side a
+    prior draw with its image, :math:`(x, z) \sim q(x \mid z)\, q(z)` (the model,
+    unconditioned), and :math:`D(x, z) = p(y = 1 \mid x, z)` is the probability that a pair
+    came from the encoder side. Write :math:`\mathbb{E}_p` for the encoder side's expectation
+    and :math:`\mathbb{E}_q` for the generator side's.
+
+    ``player="discriminator"``:
+    :math:`\mathcal{L}_D = -\mathbb{E}_p \log D(x, z) - \mathbb{E}_q \log(1 - D(x, z))`.
+
+    ``player="encoder-generator"``, by ``loss``:
+
+    * ``"paper"``, the paper's own (its equation (37)):
+      :math:`-\mathbb{E}_p \log D - \mathbb{E}_q \log D`;
+    * ``"minimax"``, the standard one: :math:`\mathbb{E}_p \log D + \mathbb{E}_q \log(1 - D)`;
+    * ``"swapped"``, the non-saturating one with labels swapped:
+      :math:`-\mathbb{E}_p \log(1 - D) - \mathbb{E}_q \log D`;
+    * ``"complete"``: the paper's loss plus the two terms it drops (its equation (36)),
+
+      .. math::
+          \mathbb{E}_{q(z)} \mathrm{KL}(q(x \mid z) \,\|\, q_{old}(x \mid z))
+          + \mathbb{E}_{q(z)\, q(x \mid z)} \log \frac{p_{old}(z \mid x)}{p(z \mid x)},
+
+      for a Gaussian encoder and a Gaussian generator, with the old encoder and generator
+      (before the current update) and the prior draws :math:`z` cached by :meth:`snapshot`.
+
+    :param discriminator: a :class:`~pyrogen.models.generator.Discriminator` on ``(x, z)``.
+    :param str player: ``"discriminator"`` or ``"encoder-generator"``.
+    :param str loss: one of :data:`ALI_LOSSES`.
+    """
+
+    players = ("discriminator", "encoder-generator")
+
+    def __init__(self, discriminator: nn.Module, player: str, loss: str = "paper") -> None:
+        super().__init__(discriminator, player)
+        if loss not in ALI_LOSSES:
+            raise ValueError(f"loss must be one of {ALI_LOSSES}, got {loss!r}")
+        self.kind = loss
+        self._old_encoder: nn.Module | None = None
+
+    @property
+    def regularised(self) -> bool:
+        return self.player == "encoder-generator" and self.kind == "complete"
+
+    def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        if not self.regularised:
+            return
+        if getattr(guide, "noise", None) != "gaussian" or getattr(model, "noise", None) != "gaussian":
+            raise ValueError("the complete ALI loss needs a Gaussian encoder and a Gaussian "
+                             "generator (noise='gaussian' for both)")
+        trace = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
+        fn = trace.nodes["x"]["fn"]
+        self._snapshot = {"z": _value(trace, "z"), "x_loc": fn.mean, "x_scale": fn.stddev}
+        self._sync_old_encoder(guide.encoder)
+
+    def _sync_old_encoder(self, encoder: nn.Module) -> None:
+        if self._old_encoder is None:
+            self._old_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self._old_encoder.load_state_dict(encoder.state_dict())
+
+    def snapshot_state(self) -> dict[str, Any] | None:
+        state = super().snapshot_state()
+        if state is not None and self._old_encoder is not None:
+            state["encoder"] = {k: v.clone() for k, v in self._old_encoder.state_dict().items()}
+        return state
+
+    def load_snapshot_state(self, state: dict[str, Any] | None, encoder: nn.Module | None = None) -> None:
+        state = None if state is None else dict(state)
+        old = None if state is None else state.pop("encoder", None)
+        super().load_snapshot_state(state)
+        if old is not None and encoder is not None:
+            self._sync_old_encoder(encoder)
+            self._old_encoder.load_state_dict(old)
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x = args[0]
+        if self.player == "discriminator":
+            z_enc = _value(_hidden_trace(guide, *args, **kwargs), "z")
+            gen = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
+            enc = _mean(F.softplus(-self.discriminator(x, z_enc)))
+            fake = _mean(F.softplus(self.discriminator(_value(gen, "x"), _value(gen, "z"))))
+            self._record(d_encoder=enc, d_generator=fake)
+            return enc + fake
+        generator = poutine.uncondition(model)
+        if self.regularised:
+            cached = self._need_snapshot(x.shape[0])
+            generator = poutine.condition(generator, data={"z": cached["z"]})
+        z_enc = _value(_trace(guide, *args, **kwargs), "z")
+        gen = _trace(generator, *args, **kwargs)
+        x_gen, z_gen = _value(gen, "x"), _value(gen, "z")
+        l_enc = self._blocked_discriminator(x, z_enc)
+        l_gen = self._blocked_discriminator(x_gen, z_gen)
+        if self.kind == "minimax":
+            enc, fake = -_mean(F.softplus(-l_enc)), -_mean(F.softplus(l_gen))
+        elif self.kind == "swapped":
+            enc, fake = _mean(F.softplus(l_enc)), _mean(F.softplus(-l_gen))
+        else:
+            enc, fake = _mean(F.softplus(-l_enc)), _mean(F.softplus(-l_gen))
+        if not self.regularised:
+            self._record(eg_encoder=enc, eg_generator=fake)
+            return enc + fake
+        kl, ratio = self._dropped_terms(gen, guide, cached)
+        self._record(eg_encoder=enc, eg_generator=fake, eg_kl=kl, eg_ratio=ratio)
+        return enc + fake + kl + ratio
+
+    def _dropped_terms(self, gen: poutine.Trace, guide: Any, cached: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`\\mathrm{KL}(q(x|z) \\| q_{old}(x|z))` and :math:`\\log p_{old}(z|x) - \\log p(z|x)`
+        at the generator side's draws, each averaged over the batch."""
+        fn = gen.nodes["x"]["fn"]
+        loc, scale = fn.mean, fn.stddev
+        old_loc, old_scale = cached["x_loc"], cached["x_scale"]
+        kl = (old_scale / scale).log() + (scale.pow(2) + (loc - old_loc).pow(2)) / (2 * old_scale.pow(2)) - 0.5
+        x_gen, z_gen = _value(gen, "x"), _value(gen, "z")
+        log_new = guide.conditional(x_gen).log_prob(z_gen)
+        log_old = guide.conditional(x_gen, encoder=self._old_encoder).log_prob(z_gen)
+        return _mean(_sum_per_point(kl)), _mean(log_old - log_new)
+
+
+__all__ = ["ALI_LOSSES", "AdversarialLoss", "GAN_GENERATOR_LOSSES", "Trace_AAE", "Trace_ALI", "Trace_GAN"]

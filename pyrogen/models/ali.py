@@ -1,0 +1,87 @@
+r"""
+ALI/BiGAN as a Pyro model/guide pair and a discriminator on pairs :math:`(x, z)`, trained by
+the player losses of :class:`~pyrogen.infer.adversarial.Trace_ALI`.
+
+In the unified framework (Su 2018, section 4.2) the encoder side
+:math:`p(z \mid x) \tilde p(x)` (Pyro's guide on data) and the generator side
+:math:`q(x \mid z) q(z)` (Pyro's model, unconditioned) are told apart by
+:math:`D(x, z)`; the paper derives an encoder/generator loss that differs from the standard
+minimax one and from the swapped non-saturating one, and two terms that it drops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from pyrogen.infer.adversarial import ALI_LOSSES, AdversarialLoss, Trace_ALI
+from pyrogen.models.gan import EncoderFacade, _generator_net
+from pyrogen.models.generator import NOISES, Discriminator, EncoderGuide, GeneratorModel
+from pyrogen.nn import JointDiscriminator, build_encoder
+
+
+class ALI(EncoderFacade):
+    r"""
+    Adversarially learned inference (BiGAN):
+
+    .. math::
+        z \sim \mathcal{N}(0, I), \ x \sim q(x \mid z) \ \text{(model)}; \qquad
+        z \sim p(z \mid x) \ \text{(guide)}; \qquad D(x, z) = p(y = 1 \mid x, z),
+
+    where :math:`q(x \mid z)` is :math:`\delta(x - G(z))` or
+    :math:`\mathcal{N}(G(z), \sigma^2 I)` (:math:`\sigma` learned) and :math:`p(z \mid x)`
+    is :math:`\delta(z - \mu(x))` or :math:`\mathcal{N}(\mu(x), \mathrm{diag}\, \sigma^2(x))`.
+
+    :param tuple data_shape: the shape of one data point.
+    :param int latent_dim: the dimension of :math:`z`.
+    :param str arch: ``"conv"`` or ``"mlp"`` for all three networks.
+    :param tuple hidden: MLP widths.
+    :param channels: DCGAN channels for ``arch="conv"``.
+    :param str encoder: ``"gaussian"`` or ``"delta"``.
+    :param str generator: ``"delta"`` or ``"gaussian"``.
+    :param float generator_scale: the initial :math:`\sigma` of a Gaussian generator.
+    :param str loss: the encoder/generator loss, one of :data:`~pyrogen.infer.adversarial.ALI_LOSSES`
+        (``"complete"`` needs a Gaussian encoder and generator).
+    :param bool batch_norm: batch normalisation in the generator and the discriminator's data branch.
+    """
+
+    def __init__(self, data_shape: Sequence[int], latent_dim: int = 32, arch: str = "conv",
+                 hidden: Sequence[int] = (512, 512), channels: Sequence[int] | None = None,
+                 encoder: str = "gaussian", generator: str = "delta", generator_scale: float = 0.1,
+                 loss: str = "paper", batch_norm: bool = True) -> None:
+        super().__init__()
+        for name, value, choices in (("encoder", encoder, NOISES), ("generator", generator, NOISES),
+                                     ("loss", loss, ALI_LOSSES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if loss == "complete" and (encoder, generator) != ("gaussian", "gaussian"):
+            raise ValueError("loss 'complete' needs a Gaussian encoder and a Gaussian generator "
+                             f"(its dropped terms are densities); got encoder={encoder!r}, "
+                             f"generator={generator!r}")
+        data_shape = tuple(int(d) for d in data_shape)
+        self.config: dict[str, Any] = dict(
+            data_shape=list(data_shape), latent_dim=int(latent_dim), arch=arch, hidden=list(hidden),
+            channels=None if channels is None else list(channels), encoder=encoder,
+            generator=generator, generator_scale=float(generator_scale), loss=loss,
+            batch_norm=bool(batch_norm),
+        )
+        extra = {"channels": channels} if arch == "conv" and channels is not None else {}
+        enc = build_encoder(arch, data_shape, latent_dim, hidden=tuple(hidden), **extra)
+        net = _generator_net(arch, latent_dim, data_shape, hidden, channels, batch_norm)
+        self.model = GeneratorModel(net, latent_dim, data_shape, noise=generator, scale=generator_scale)
+        self.guide = EncoderGuide(enc, data_shape, noise=encoder)
+        self.discriminator = Discriminator(
+            JointDiscriminator(data_shape, latent_dim, arch, hidden, channels, batch_norm))
+
+    def players(self) -> dict[str, list[nn.Module]]:
+        return {"discriminator": [self.discriminator], "encoder-generator": [self.model, self.guide]}
+
+    def losses(self) -> dict[str, AdversarialLoss]:
+        kind = self.config["loss"]
+        return {"discriminator": Trace_ALI(self.discriminator, "discriminator", loss=kind),
+                "encoder-generator": Trace_ALI(self.discriminator, "encoder-generator", loss=kind)}
+
+
+__all__ = ["ALI"]

@@ -1,0 +1,117 @@
+"""The alternating loop of the adversarial family: steps per player, checkpoints, resume, NaN."""
+
+import pytest
+import torch
+
+from pyrogen.data import load_dataset
+from pyrogen.models import AAE, ALI, GAN
+from pyrogen.train import AdversarialTrainer, NonFiniteLossError, TrainConfig, load_checkpoint, read_metrics
+from pyrogen.train.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", limit=300)
+
+
+def _model(name):
+    if name == "gan":
+        return GAN((1, 8, 8), latent_dim=4, arch="mlp", hidden=(32,), generator_loss="regularised")
+    if name == "aae":
+        return AAE((1, 8, 8), latent_dim=2, hidden=(32,), reg_weight=0.5)
+    return ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(32,), generator="gaussian", loss="complete")
+
+
+def make(data, name, run_dir=None, init_seed=0, **options):
+    torch.manual_seed(init_seed)
+    options = {"epochs": 2, "batch_size": 25, "lr": 2e-4, "betas": [0.5, 0.999], "device": "cpu",
+               "model": name, **options}
+    return AdversarialTrainer(_model(name), data, TrainConfig(**options), run_dir, progress=False)
+
+
+@pytest.mark.parametrize("name", ["gan", "aae", "ali"])
+def test_resume_equals_an_uninterrupted_run(data, tmp_path, name):
+    whole = make(data, name, tmp_path / "whole", epochs=3, g_steps=2)
+    whole.fit()
+    stopped = make(data, name, tmp_path / "stopped", epochs=1, g_steps=2)
+    stopped.fit()
+    resumed = make(data, name, tmp_path / "stopped", epochs=3, g_steps=2, init_seed=7)
+    resumed.resume()
+    resumed.fit()
+    for (key, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), key
+    for player, opt in whole.optimizers.items():
+        a, b = opt.state_dict()["state"], resumed.optimizers[player].state_dict()["state"]
+        assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+    keys = [k for k in whole.history[0] if k != "sec"]
+    assert [[r[k] for k in keys] for r in whole.history] == [[r[k] for k in keys] for r in resumed.history]
+
+
+def test_checkpoint_holds_both_players_optimisers_and_the_snapshot(data, tmp_path):
+    trainer = make(data, "gan", tmp_path, epochs=1, g_steps=2)
+    trainer.fit()
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert set(state["optimizer"]) == {"discriminator", "generator"}
+    assert set(state["scheduler"]) == {"discriminator", "generator"}
+    snap = state["snapshots"]["generator"]
+    assert snap["z"].shape == (25, 4) and snap["x"].shape == (25, 1, 8, 8)
+    assert state["snapshots"]["discriminator"] is None
+    assert any(k.startswith("discriminator.") for k in state["model_state"])
+    model, config = load_run(tmp_path, "last")
+    assert isinstance(model, GAN) and config.g_steps == 2
+
+
+@pytest.mark.parametrize("d_steps,g_steps", [(1, 1), (5, 5), (2, 3)])
+def test_steps_per_player_per_iteration(data, d_steps, g_steps):
+    trainer = make(data, "aae", epochs=1, d_steps=d_steps, g_steps=g_steps)
+    calls = []
+    for name, loss in trainer.player_losses.items():
+        original = loss.differentiable_loss
+
+        def counted(*args, _name=name, _orig=original, **kwargs):
+            calls.append(_name)
+            return _orig(*args, **kwargs)
+
+        loss.differentiable_loss = counted
+    record = trainer.fit()[-1]
+    iteration = ["discriminator"] * d_steps + ["autoencoder"] * g_steps
+    assert calls[: 2 * len(iteration)] == iteration * 2
+    # the AAE's regularised player runs its steps on one minibatch: d_steps + 1 batches per iteration
+    assert record["iterations_in_epoch"] == (300 // 25) // (d_steps + 1)
+    assert record["steps"] == record["iterations"] * (d_steps + g_steps)
+
+
+def test_loss_terms_are_logged_per_epoch(data, tmp_path):
+    make(data, "ali", tmp_path, epochs=2, g_steps=2).fit()
+    records = read_metrics(tmp_path)
+    assert len(records) == 2
+    for key in ("loss_discriminator", "loss_encoder-generator", "d_encoder", "d_generator",
+                "eg_encoder", "eg_generator", "eg_kl", "eg_ratio", "iterations"):
+        assert key in records[-1], key
+    assert records[-1]["eg_kl"] > 0  # the second step of each iteration differs from the snapshot
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "reconstructions.png").is_file()
+
+
+def test_discriminator_learning_rate_and_betas(data):
+    trainer = make(data, "gan", d_lr=1e-3)
+    assert trainer.optimizers["discriminator"].param_groups[0]["lr"] == 1e-3
+    assert trainer.optimizers["generator"].param_groups[0]["lr"] == 2e-4
+    assert trainer.optimizers["generator"].param_groups[0]["betas"] == (0.5, 0.999)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    trainer = make(data, "gan", tmp_path, epochs=3)
+    loss = trainer.player_losses["generator"]
+    good, calls = loss.differentiable_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        value = good(*args, **kwargs)
+        return value * float("nan") if calls["n"] > 12 else value
+
+    loss.differentiable_loss = poisoned
+    with pytest.raises(NonFiniteLossError, match=r"generator loss became nan at epoch 2, iteration 13"):
+        trainer.fit()
+    kept = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert kept["epoch"] == 1
+    assert len(read_metrics(tmp_path)) == 1
