@@ -1,5 +1,6 @@
 """
-The ``pyrogen`` command: ``train``, ``evaluate``, ``sample`` and ``diagnose`` (the arguments
+The ``pyrogen`` command: ``train``, ``evaluate``, ``sample``, ``reconstruct``, ``encode`` and
+``diagnose`` (the arguments
 are in :mod:`pyrogen.cli_parser`).
 
 Run ``pyrogen --help`` or ``pyrogen COMMAND --help`` for every flag.
@@ -19,7 +20,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyrogen.cli_parser import build_parser
+from pyrogen.cli_parser import ADVERSARIAL, build_parser
 from pyrogen.data import load_dataset
 from pyrogen.train.config import TrainConfig
 
@@ -28,7 +29,7 @@ def _default_binarize(args: argparse.Namespace) -> str:
         return args.binarize
     if args.dataset == "binarized-mnist":
         return "static"
-    if args.model in ("classifier", "dfcvae"):
+    if args.model in ("classifier", "dfcvae") + ADVERSARIAL:
         return "none"
     if args.model == "mixture":  # EM fits one fixed data set
         return "none" if args.component == "gaussian" else "static"
@@ -40,7 +41,30 @@ _MODEL_FLAGS = {
     "mixture": ("num_components", "component", "covariance", "reg_covar", "em", "em_steps", "tol",
                 "init"),
     "dfcvae": ("features", "feature_layers", "feature_weight"),
+    "gan": ("generator_loss",),
+    "aae": ("recon_weight", "prior"),
+    "ali": ("generator", "ali_loss"),
 }
+#: flags that several model families take
+_SHARED_FLAGS = {
+    "encoder": ("aae", "ali"),
+    "reg_weight": ("gan", "aae"),
+    **{name: ADVERSARIAL for name in ("d_steps", "g_steps", "d_lr", "channels", "batch_norm")},
+}
+
+
+def _adversarial_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The facade options of a gan, aae or ali given on the command line (the rest default)."""
+    options = dict(latent_dim=args.latent_dim, hidden=list(args.hidden), arch=args.arch,
+                   channels=args.channels, batch_norm=args.batch_norm, encoder=args.encoder)
+    options |= {
+        "gan": dict(generator_loss=args.generator_loss, reg_weight=args.reg_weight),
+        "aae": dict(prior=args.prior, recon_weight=args.recon_weight, reg_weight=args.reg_weight),
+        "ali": dict(generator=args.generator, loss=args.ali_loss),
+    }[args.model]
+    if args.model == "gan":
+        del options["encoder"]
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -50,6 +74,15 @@ def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         given = ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
         if given and args.model != model:
             parser.error(f"{', '.join(given)} only apply to `pyrogen train {model}`")
+    for name, models in _SHARED_FLAGS.items():
+        if getattr(args, name) is not None and args.model not in models:
+            flag = "--no-batch-norm" if name == "batch_norm" else "--" + name.replace("_", "-")
+            parser.error(f"{flag} only applies to `pyrogen train {'|'.join(models)}`")
+    if args.model in ADVERSARIAL:
+        if args.kl_warmup or args.beta != 1.0 or args.objective != "elbo" or args.num_particles != 1:
+            parser.error(f"a {args.model} is trained by adversarial losses: --objective, "
+                         "--num-particles, --beta and --kl-warmup do not apply")
+        return _adversarial_config(args)
     if args.model == "mixture":
         return dict(num_components=args.num_components or 10,
                     component=args.component or "bernoulli", covariance=args.covariance or "full",
@@ -90,8 +123,14 @@ def _train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         lr_milestones=list(args.lr_milestones), clip_norm=args.clip_norm, beta=args.beta,
         kl_warmup=args.kl_warmup, patience=args.patience, jit=args.jit, device=args.device,
         seed=args.seed, mcem_proposals=args.mcem_proposals, mcmc_steps=args.mcmc_steps,
-        mcmc_step_size=args.mcmc_step_size, **_em_options(args),
+        mcmc_step_size=args.mcmc_step_size, **_em_options(args), **_adversarial_options(args),
     )
+
+
+def _adversarial_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {"d_steps": args.d_steps, "g_steps": args.g_steps, "d_lr": args.d_lr,
+               "betas": args.betas or ([0.5, 0.999] if args.model in ADVERSARIAL else None)}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _em_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,7 +147,7 @@ def load_data(config: TrainConfig, data_dir: str | None = None):
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    from pyrogen.train import Trainer, load_checkpoint
+    from pyrogen.train import AdversarialTrainer, Trainer, load_checkpoint
 
     if args.resume is not None:
         from pyrogen.train.runs import checkpoint_path
@@ -142,12 +181,17 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         return {"run": str(run_dir), "em": config.em, "iterations": history[-1]["epoch"],
                 **{k: history[-1][k] for k in ("train_loss", "valid_loss", "binarize")
                    if k in history[-1]}}
-    trainer = Trainer(model, data, config, run_dir, progress=args.progress)
+    if config.model in ADVERSARIAL:
+        config.model_config = {k: v for k, v in model.config.items() if k != "data_shape"}
+        trainer = AdversarialTrainer(model, data, config, run_dir, progress=args.progress)
+    else:
+        trainer = Trainer(model, data, config, run_dir, progress=args.progress)
     if args.resume is not None:
         trainer.resume()
     history = trainer.fit()
+    keys = ("train_loss", "valid_loss", "binarize", "iterations")
     summary = {"run": str(run_dir), "epochs": len(history), **{
-        k: history[-1][k] for k in ("train_loss", "valid_loss", "binarize") if k in history[-1]}}
+        k: v for k, v in history[-1].items() if k in keys or k.startswith("loss_")}}
     return summary
 
 
@@ -200,9 +244,19 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from pyrogen.train import load_run
 
     model, config = load_run(args.run, args.checkpoint, args.device)
+    if config.model in ADVERSARIAL and args.features is None:
+        article = "an" if config.model[0] in "aeiou" else "a"
+        raise ValueError(f"{article} {config.model} has no likelihood to estimate: pass --features RUN, a "
+                         "`pyrogen train classifier` run on the same data set, for its sample-quality "
+                         "metrics")
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
     torch.manual_seed(config.seed)
+    if config.model in ADVERSARIAL:
+        result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
+                  **_quality(args, model, data, split)}
+        (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
     inputs = getattr(model, "inputs", lambda b: (b.x,))
     batches = [inputs(b) for b in split.batches(args.batch_size, seed=config.seed)]
     if config.model == "classifier":  # no latent variable: the exact log p(y | x) and accuracy
@@ -238,8 +292,103 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         pair = model.baseline_pair()
         if pair is not None:  # no latent variable: the estimate is exact
             result["baseline_nll"] = float(-elbo(*pair, batches).mean())
+    if args.features is not None:
+        result.update(_quality(args, model, data, split))
     (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _load_classifier(path: Path, data: Any, device: str) -> Any:
+    from pyrogen.train import load_run
+
+    classifier, config = load_run(path, "best", device)
+    if config.model != "classifier":
+        raise ValueError(f"--features {path} is a {config.model} run; it must be a "
+                         "`pyrogen train classifier` run")
+    if tuple(classifier.data_shape) != tuple(data.shape):
+        raise ValueError(f"--features {path} was trained on images of shape "
+                         f"{tuple(classifier.data_shape)}, but the run's data have shape {tuple(data.shape)}")
+    return classifier
+
+
+@torch.no_grad()
+def _quality(args: argparse.Namespace, model: Any, data: Any, split: Any) -> dict[str, Any]:
+    """Sample-quality metrics in a classifier's feature space, and for a model with an encoder
+    the reconstruction error and a linear probe on its codes."""
+    from pyrogen.metrics import linear_probe_accuracy, reconstruction_error, sample_quality
+
+    if not hasattr(model, "sample"):
+        raise ValueError("--features: the model cannot sample")
+    if data.num_classes is None:
+        raise ValueError(f"--features needs a labelled data set; {data.name!r} has no labels")
+    classifier = _load_classifier(args.features, data, args.device)
+    x, y = split.images, split.labels
+    num = args.num_samples or len(x)
+    if len(data.train) < num:
+        raise ValueError(f"--num-samples {num} exceeds the {len(data.train)} training images that "
+                         "give the real-vs-real floor")
+    start = time.perf_counter()
+    g = torch.Generator().manual_seed(0)
+    result: dict[str, Any] = {"features": str(args.features), **sample_quality(
+        model, classifier, x, y, data.train.images, data.num_classes, num)}
+    if hasattr(model, "encode") and hasattr(model, "reconstruct"):
+        rec = torch.cat([model.reconstruct(b) for b in x.split(500)])
+        result.update(reconstruction_error(x, rec, generator=g))
+        train_codes = torch.cat([model.encode(b)[0] for b in data.train.images.split(500)])
+        codes = torch.cat([model.encode(b)[0] for b in x.split(500)])
+        result["linear_probe_accuracy"] = linear_probe_accuracy(train_codes, data.train.labels, codes, y)
+    result["quality_seconds"] = time.perf_counter() - start
+    return result
+
+
+def _loaded_split(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from pyrogen.train import load_run
+
+    model, config = load_run(args.run, args.checkpoint, args.device)
+    if not (hasattr(model, "encode") and hasattr(model, "reconstruct")):
+        raise ValueError(f"run {args.run} trained a {config.model}, which has no encoder")
+    data = load_data(config, args.data_dir).to(args.device)
+    split = getattr(data, args.split)
+    if len(split) == 0:
+        raise ValueError(f"run {args.run} has an empty {args.split} split")
+    return model, config, split
+
+
+def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
+    from pyrogen.viz import save_image_grid
+
+    model, config, split = _loaded_split(args)
+    x = next(iter(split.batches(min(args.num, len(split)), seed=config.seed))).x
+    rec = model.reconstruct(x)
+    nrow = min(len(x), 8)
+    rows = [t for i in range(0, len(x), nrow) for t in (x[i:i + nrow], rec[i:i + nrow])]
+    save_image_grid(torch.cat(rows), args.out, nrow=nrow)
+    return {"out": str(args.out), "num": len(x), "split": args.split,
+            "rows": "data points above their reconstructions"}
+
+
+def _encode(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from pyrogen.train.checkpoint import atomic_write
+
+    model, config, split = _loaded_split(args)
+    locs, scales, indices, labels = [], [], [], []
+    for batch in split.batches(500, seed=config.seed):
+        loc, scale = model.encode(batch.x)
+        locs.append(loc.cpu())
+        scales.append(scale.cpu())
+        indices.append(batch.index.cpu())
+        if batch.y is not None:
+            labels.append(batch.y.cpu())
+    arrays = {"loc": torch.cat(locs).numpy(), "scale": torch.cat(scales).numpy(),
+              "index": torch.cat(indices).numpy()}
+    if labels:
+        arrays["label"] = torch.cat(labels).numpy()
+    out = args.out if args.out.suffix == ".npz" else args.out.with_name(args.out.name + ".npz")
+    atomic_write(out, lambda f: np.savez(f, **arrays))
+    return {"out": str(out), "split": args.split, "num_points": len(arrays["loc"]),
+            "latent_dim": int(arrays["loc"].shape[1]), "arrays": sorted(arrays)}
 
 
 def _sample(args: argparse.Namespace) -> dict[str, Any]:
@@ -293,13 +442,32 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     inputs = getattr(model, "inputs", lambda b: (b.x,))(batch)
     # a conditional model: diagnose q(z|x,y) against p(z|y)
     extra = {"condition": inputs[1]} if len(inputs) > 1 else {}
-    summary = diagnose(model.model, model.guide, inputs[0], out, labels=batch.y, **extra,
+    generative, surrogate = _diagnosable(model, config, inputs[0])
+    summary = diagnose(generative, model.guide, inputs[0], out, labels=batch.y, **extra,
                        obs_index=batch.index.tolist(), num_samples=args.num_samples,
                        num_predictive=args.num_predictive, history=history)
+    if surrogate is not None:
+        summary["surrogate_scale"] = surrogate
     width = max(map(len, summary))
     for name, value in summary.items():
         print(f"{name:<{width}}  {value:.6g}")
     return {"out": str(out), "split": args.split, "binarize": data.binarize, **summary}
+
+
+def _diagnosable(model: Any, config: TrainConfig, x: torch.Tensor) -> tuple[Any, float | None]:
+    """The generative model to diagnose the guide against, and the scale of a surrogate
+    Gaussian likelihood when the model's own is a ``Delta`` (AAE, ALI)."""
+    if config.model not in ADVERSARIAL:
+        return model.model, None
+    if config.model == "gan" or getattr(model.guide, "noise", None) != "gaussian":
+        raise ValueError(f"a {config.model} run has no Gaussian encoder p(z|x) to diagnose (a gan has "
+                         "none; train an aae or ali with --encoder gaussian)")
+    if model.model.noise == "gaussian":
+        return model.model, None
+    # the maximum-likelihood scale of N(G(mu(x)), s^2 I) on these points
+    with torch.no_grad():
+        scale = float((x - model.reconstruct(x)).pow(2).mean().sqrt().clamp(min=1e-3))
+    return model.model.with_gaussian_noise(scale), scale
 
 
 def _read_history(run: Path) -> list[dict[str, Any]] | None:
@@ -323,6 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _evaluate(args)
         elif args.command == "diagnose":
             result = _diagnose(args)
+        elif args.command == "reconstruct":
+            result = _reconstruct(args)
+        elif args.command == "encode":
+            result = _encode(args)
         else:
             result = _sample(args)
     except (ValueError, FileNotFoundError, CheckpointError, DataFormatError,

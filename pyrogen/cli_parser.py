@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from pyrogen.data import BINARIZATIONS, DATASETS
+from pyrogen.infer.adversarial import ALI_LOSSES, GAN_GENERATOR_LOSSES
 from pyrogen.models import CONDITIONS, LIKELIHOODS
+from pyrogen.models.generator import NOISES, PRIORS
 from pyrogen.nn import ACTIVATIONS
 from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, SCHEDULES, default_device
 
-MODEL_NAMES = ("vae", "cvae", "mixture", "dfcvae", "classifier")
+MODEL_NAMES = ("vae", "cvae", "mixture", "dfcvae", "classifier", "gan", "aae", "ali")
+#: the adversarial families, trained by alternating steps of their players
+ADVERSARIAL = ("gan", "aae", "ali")
 
 
 def _int_list(text: str) -> list[int]:
@@ -49,6 +53,16 @@ def _at_least_two(text: str) -> int:
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
     return value
+
+
+def _betas(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1), e.g. 0.5,0.999, got {text!r}")
+    return values
 
 
 def _validation_size(text: str) -> int | float:
@@ -135,6 +149,44 @@ def _add_train_parser(sub: Any) -> None:
                    "of a classifier, the paper's relu1_1,relu2_1,relu3_1 of VGG19)")
     f.add_argument("--feature-weight", type=_positive_float, default=None,
                    help="weight of the feature loss against the KL term (default: 0.5, the paper's)")
+    a = p.add_argument_group("adversarial models (gan, aae, ali)")
+    a.add_argument("--d-steps", type=_positive_int, default=None,
+                   help="discriminator steps per iteration (default: 1)")
+    a.add_argument("--g-steps", type=_positive_int, default=None,
+                   help="steps of the other player (generator, autoencoder, encoder-generator) "
+                   "per iteration; a regularised player runs them all on one minibatch "
+                   "(default: 1; the regularisers act from the second step on)")
+    a.add_argument("--d-lr", type=_positive_float, default=None,
+                   help="the discriminator's learning rate (default: --lr)")
+    a.add_argument("--betas", type=_betas, default=None,
+                   help="Adam's beta1,beta2 (default: 0.5,0.999 for gan, aae, ali; 0.9,0.999 otherwise)")
+    a.add_argument("--channels", type=_int_list, default=None,
+                   help="--arch conv: channels of the stride-2 stages, e.g. 64,128 (default: DCGAN's)")
+    a.add_argument("--no-batch-norm", dest="batch_norm", action="store_false", default=None,
+                   help="no batch normalisation in generator and discriminator (default: with it "
+                   "for gan and ali, without for aae)")
+    a.add_argument("--generator-loss", choices=GAN_GENERATOR_LOSSES, default=None,
+                   help="gan: minimax log(1 - D(G(z))), nonsaturating -log D(G(z)), or regularised: "
+                   "-log D(G(z)) + reg-weight * mean (G(z) - G_old(z))^2, Su's complete loss "
+                   "(default: nonsaturating)")
+    a.add_argument("--reg-weight", type=float, default=None,
+                   help="gan: lambda of the regulariser (default: 5, Su's); aae: weight of the "
+                   "analogous regulariser on the encoder (default: 0, off)")
+    a.add_argument("--recon-weight", type=float, default=None,
+                   help="aae: lambda, the weight of ||x - G(E(x))||^2 (default: 1)")
+    a.add_argument("--encoder", choices=NOISES, default=None,
+                   help="aae, ali: deterministic (delta) or gaussian encoder (default: delta for "
+                   "aae, gaussian for ali)")
+    a.add_argument("--generator", choices=NOISES, default=None,
+                   help="ali: deterministic (delta) or gaussian generator, with learned noise "
+                   "(default: delta)")
+    a.add_argument("--prior", choices=PRIORS, default=None,
+                   help="aae: the target prior q(z): gaussian N(0, I) or mixture (10 Gaussians on "
+                   "a circle) (default: gaussian)")
+    a.add_argument("--ali-loss", choices=ALI_LOSSES, default=None,
+                   help="ali: the encoder/generator loss: paper (Su's), minimax, swapped "
+                   "(non-saturating), or complete (Su's with the two dropped terms; needs "
+                   "gaussian encoder and generator) (default: paper)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=_positive_int, default=None,
                    help="number of epochs (default: 10; with --resume, the run's own)")
@@ -195,6 +247,41 @@ def _add_evaluate_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=100, help="(default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="override the run's data folder")
+    p.add_argument("--features", type=Path, default=None, metavar="RUN",
+                   help="a `pyrogen train classifier` run on the same data set: adds sample-quality "
+                   "metrics in its feature space (Frechet distance with its real-vs-real floor, "
+                   "precision and recall, mode coverage) and, for models with an encoder, the "
+                   "reconstruction error and a linear probe on the codes; required for gan, aae, ali")
+    p.add_argument("--num-samples", type=_at_least_two, default=None,
+                   help="generated samples for the sample-quality metrics (default: the split's size)")
+    _add_device(p)
+
+
+def _add_reconstruct_parser(sub: Any) -> None:
+    p = sub.add_parser("reconstruct", help="reconstruct data points through a trained encoder",
+                       description="Save a PNG of the first --num points of a split (odd rows) above "
+                       "their reconstructions G(E(x)) (even rows), for models with an encoder "
+                       "(vae, dfcvae, aae, ali).")
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--num", type=_positive_int, default=32, help="number of data points (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="the PNG file to write")
+    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="override the run's data folder")
+    _add_device(p)
+
+
+def _add_encode_parser(sub: Any) -> None:
+    p = sub.add_parser("encode", help="encode a split through a trained encoder",
+                       description="Write the codes of every point of a split to a NumPy .npz file: "
+                       "loc and scale of the encoder (N, latent_dim), the labels (when the data set "
+                       "has them) and the points' indices, for models with an encoder (vae, dfcvae, "
+                       "aae, ali).")
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="override the run's data folder")
     _add_device(p)
 
 
@@ -250,5 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
     _add_sample_parser(sub)
+    _add_reconstruct_parser(sub)
+    _add_encode_parser(sub)
     _add_diagnose_parser(sub)
     return parser

@@ -112,6 +112,19 @@ class GeneratorModel(PyroModule):
             return dist.Delta(mean, event_dim=event_dim)
         return dist.Normal(mean, self.log_scale.exp().expand_as(mean)).to_event(event_dim)
 
+    def with_gaussian_noise(self, scale: float) -> GeneratorModel:
+        r"""A copy of this model that shares its generator and prior but observes
+        :math:`x \sim \mathcal{N}(G(z), \sigma^2 I)` with :math:`\sigma` = ``scale``: a
+        likelihood for diagnosing an encoder of a ``Delta`` generator, whose own density is
+        degenerate."""
+        copy = GeneratorModel(self.generator, self.latent_dim, self.data_shape, noise="gaussian",
+                              scale=scale, prior="gaussian")
+        copy.prior_kind = self.prior_kind
+        for name, buffer in self.named_buffers(recurse=False):
+            setattr(copy, name, buffer)
+        copy.log_scale.requires_grad_(False)
+        return copy.to(self.prior_loc.device)
+
     def forward(self, x: torch.Tensor | None = None, *, num_data: int | None = None,
                 num_samples: int | None = None, **kwargs) -> torch.Tensor:
         """
