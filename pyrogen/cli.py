@@ -41,7 +41,7 @@ _MODEL_FLAGS = {
     "mixture": ("num_components", "component", "covariance", "reg_covar", "em", "em_steps", "tol",
                 "init"),
     "dfcvae": ("features", "feature_layers", "feature_weight"),
-    "gan": ("generator_loss",),
+    "gan": ("generator_loss", "reg_draws"),
     "aae": ("recon_weight", "prior"),
     "ali": ("generator", "ali_loss"),
 }
@@ -49,7 +49,8 @@ _MODEL_FLAGS = {
 _SHARED_FLAGS = {
     "encoder": ("aae", "ali"),
     "reg_weight": ("gan", "aae"),
-    **{name: ADVERSARIAL for name in ("d_steps", "g_steps", "d_lr", "channels", "batch_norm")},
+    **{name: ADVERSARIAL for name in ("d_steps", "g_steps", "d_lr", "channels", "batch_norm",
+                                      "iterations_per_epoch")},
 }
 
 
@@ -58,7 +59,8 @@ def _adversarial_config(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(latent_dim=args.latent_dim, hidden=list(args.hidden), arch=args.arch,
                    channels=args.channels, batch_norm=args.batch_norm, encoder=args.encoder)
     options |= {
-        "gan": dict(generator_loss=args.generator_loss, reg_weight=args.reg_weight),
+        "gan": dict(generator_loss=args.generator_loss, reg_weight=args.reg_weight,
+                    reg_draws=args.reg_draws),
         "aae": dict(prior=args.prior, recon_weight=args.recon_weight, reg_weight=args.reg_weight),
         "ali": dict(generator=args.generator, loss=args.ali_loss),
     }[args.model]
@@ -129,6 +131,7 @@ def _train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def _adversarial_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {"d_steps": args.d_steps, "g_steps": args.g_steps, "d_lr": args.d_lr,
+               "iterations_per_epoch": args.iterations_per_epoch,
                "betas": args.betas or ([0.5, 0.999] if args.model in ADVERSARIAL else None)}
     return {k: v for k, v in options.items() if v is not None}
 

@@ -156,6 +156,9 @@ def _add_train_parser(sub: Any) -> None:
                    help="steps of the other player (generator, autoencoder, encoder-generator) "
                    "per iteration; a regularised player runs them all on one minibatch "
                    "(default: 1; the regularisers act from the second step on)")
+    a.add_argument("--iterations-per-epoch", type=_positive_int, default=None,
+                   help="iterations per epoch, cycling through fresh shuffles of the data (default: "
+                   "one pass over the training data)")
     a.add_argument("--d-lr", type=_positive_float, default=None,
                    help="the discriminator's learning rate (default: --lr)")
     a.add_argument("--betas", type=_betas, default=None,
@@ -169,6 +172,10 @@ def _add_train_parser(sub: Any) -> None:
                    help="gan: minimax log(1 - D(G(z))), nonsaturating -log D(G(z)), or regularised: "
                    "-log D(G(z)) + reg-weight * mean (G(z) - G_old(z))^2, Su's complete loss "
                    "(default: nonsaturating)")
+    a.add_argument("--reg-draws", choices=("cached", "fresh"), default=None,
+                   help="gan, regularised: cached (Su's code: the generator's steps of an iteration "
+                   "reuse one batch of z and G_old(z)) or fresh (new z each step, G_old kept as "
+                   "weights) (default: cached)")
     a.add_argument("--reg-weight", type=float, default=None,
                    help="gan: lambda of the regulariser (default: 5, Su's); aae: weight of the "
                    "analogous regulariser on the encoder (default: 0, off)")

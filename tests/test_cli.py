@@ -62,7 +62,7 @@ def test_an_existing_run_is_not_overwritten(capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "gan"], "invalid choice: 'gan'"),
+        (["train", "flow"], "invalid choice: 'flow'"),
         (["train", "vae", "--epochs", "0"], "expected a positive integer, got '0'"),
         (["train", "vae", "--hidden", "a,b"], "expected comma-separated integers"),
         (["train", "vae", "--lr", "-1"], "expected a positive number"),

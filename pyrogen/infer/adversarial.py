@@ -54,6 +54,8 @@ from torch import nn
 
 GAN_GENERATOR_LOSSES = ("minimax", "nonsaturating", "regularised")
 ALI_LOSSES = ("paper", "minimax", "swapped", "complete")
+#: how the GAN regulariser draws z: Su's cached batch, or fresh draws each step
+REG_DRAWS = ("cached", "fresh")
 
 
 def _mean(t: torch.Tensor) -> torch.Tensor:
@@ -144,6 +146,11 @@ class AdversarialLoss(ELBO):
         """Cache what the regulariser compares against: the player before the current update,
         on draws that the following steps reuse. A no-op for losses without a regulariser."""
 
+    @property
+    def reuses_batch(self) -> bool:
+        """Whether the steps after a snapshot must reuse its minibatch (its draws are cached)."""
+        return bool(getattr(self, "regularised", False))
+
     def clear_snapshot(self) -> None:
         self._snapshot = None
 
@@ -163,7 +170,7 @@ class AdversarialLoss(ELBO):
                 "before the current update: call loss.snapshot(model, guide, *args) at the start "
                 "of each iteration's steps of this player"
             )
-        cached = next(iter(self._snapshot.values())).shape[0]
+        cached = self._snapshot["z"].shape[0] if "z" in self._snapshot else batch_size
         if cached != batch_size:
             raise ValueError(f"the snapshot holds {cached} draws, but this step's batch has "
                              f"{batch_size} points: snapshot with the same batch size")
@@ -195,37 +202,55 @@ class Trace_GAN(AdversarialLoss):
           \mathbb{E}_{z \sim q(z)} \big[ -\log D(G(z))
               + \lambda \, \overline{(G(z) - G_{old}(z))^2} \big],
 
-      where :math:`G_{old}` is the generator before the current update, on the same
-      :math:`z` (cached by :meth:`snapshot`), and the bar is the mean over pixels (as in Su's
-      Keras code, so :math:`\lambda` does not depend on the image size). The term stands
-      for :math:`\mathrm{KL}(q(x) \,\|\, q_{old}(x))`, which standard GANs omit.
+      where :math:`G_{old}` is the generator before the current update (its weights are
+      kept by :meth:`snapshot`) on the same :math:`z`, and the bar is the mean over pixels
+      (so :math:`\lambda` does not depend on the image size). The term stands for
+      :math:`\mathrm{KL}(q(x) \,\|\, q_{old}(x))`, which standard GANs omit. With
+      ``reg_draws="cached"`` (Su's code) every step until the next snapshot reuses the
+      snapshot's draws :math:`z` and :math:`G_{old}(z)`; with ``"fresh"`` each step draws new
+      :math:`z` and evaluates :math:`G_{old}` on them (a fresh Monte Carlo estimate of the
+      expectation over :math:`q(z)`).
 
     :param discriminator: a :class:`~pyrogen.models.generator.Discriminator` on ``x``.
     :param str player: ``"discriminator"`` or ``"generator"``.
     :param str generator_loss: one of :data:`GAN_GENERATOR_LOSSES`.
     :param float reg_weight: :math:`\lambda` (Su: 5).
+    :param str reg_draws: ``"cached"`` or ``"fresh"`` (see above).
     """
 
     players = ("discriminator", "generator")
 
     def __init__(self, discriminator: nn.Module, player: str, generator_loss: str = "nonsaturating",
-                 reg_weight: float = 5.0) -> None:
+                 reg_weight: float = 5.0, reg_draws: str = "cached") -> None:
         super().__init__(discriminator, player)
         if generator_loss not in GAN_GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {GAN_GENERATOR_LOSSES}, got {generator_loss!r}")
         if not reg_weight >= 0:
             raise ValueError(f"reg_weight must be >= 0, got {reg_weight!r}")
+        if reg_draws not in REG_DRAWS:
+            raise ValueError(f"reg_draws must be one of {REG_DRAWS}, got {reg_draws!r}")
         self.generator_loss = generator_loss
         self.reg_weight = float(reg_weight)
+        self.reg_draws = reg_draws
+
+    @property
+    def reuses_batch(self) -> bool:
+        """Whether the steps after a snapshot must reuse its minibatch."""
+        return self.regularised and self.reg_draws == "cached"
 
     @property
     def regularised(self) -> bool:
         return self.player == "generator" and self.generator_loss == "regularised"
 
     def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
-        if self.regularised:
-            trace = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
-            self._snapshot = {"z": _value(trace, "z"), "x": _value(trace, "x")}
+        if not self.regularised:
+            return
+        state = {f"generator.{k}": v.detach().clone() for k, v in model.generator.state_dict().items()}
+        if self.reg_draws == "fresh":
+            self._snapshot = state
+            return
+        trace = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
+        self._snapshot = {"z": _value(trace, "z"), "x": _value(trace, "x"), **state}
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
         x_real = args[0]
@@ -238,8 +263,10 @@ class Trace_GAN(AdversarialLoss):
         generator = poutine.uncondition(model)
         if self.regularised:
             cached = self._need_snapshot(x_real.shape[0])
-            generator = poutine.condition(generator, data={"z": cached["z"]})
-        x_fake = _value(_trace(generator, *args, **kwargs), "x")
+            if self.reg_draws == "cached":
+                generator = poutine.condition(generator, data={"z": cached["z"]})
+        trace = _trace(generator, *args, **kwargs)
+        x_fake = _value(trace, "x")
         logits = self._blocked_discriminator(x_fake)
         if self.generator_loss == "minimax":
             adv = -_mean(F.softplus(logits))
@@ -248,7 +275,13 @@ class Trace_GAN(AdversarialLoss):
         if not self.regularised:
             self._record(g_adv=adv)
             return adv
-        reg = _mean((x_fake - cached["x"]).pow(2).reshape(x_fake.shape[0], -1).mean(-1))
+        if self.reg_draws == "cached":
+            x_old = cached["x"]
+        else:
+            old = {k[len("generator."):]: v for k, v in cached.items() if k.startswith("generator.")}
+            with torch.no_grad():
+                x_old = model.generate(_value(trace, "z"), state=old)
+        reg = _mean((x_fake - x_old).pow(2).reshape(x_fake.shape[0], -1).mean(-1))
         self._record(g_adv=adv, g_reg=reg)
         return adv + self.reg_weight * reg
 
@@ -447,4 +480,4 @@ class Trace_ALI(AdversarialLoss):
         return _mean(_sum_per_point(kl)), _mean(log_old - log_new)
 
 
-__all__ = ["ALI_LOSSES", "AdversarialLoss", "GAN_GENERATOR_LOSSES", "Trace_AAE", "Trace_ALI", "Trace_GAN"]
+__all__ = ["ALI_LOSSES", "REG_DRAWS", "AdversarialLoss", "GAN_GENERATOR_LOSSES", "Trace_AAE", "Trace_ALI", "Trace_GAN"]

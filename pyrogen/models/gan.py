@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyrogen.infer.adversarial import GAN_GENERATOR_LOSSES, AdversarialLoss, Trace_GAN
+from pyrogen.infer.adversarial import GAN_GENERATOR_LOSSES, REG_DRAWS, AdversarialLoss, Trace_GAN
 from pyrogen.models.cvae import EmptyGuide
 from pyrogen.models.generator import Discriminator, GeneratorModel
 from pyrogen.models.util import check_data
@@ -112,6 +112,8 @@ class GAN(AdversarialFacade):
     :param bool batch_norm: batch normalisation in generator and discriminator.
     :param str generator_loss: one of :data:`~pyrogen.infer.adversarial.GAN_GENERATOR_LOSSES`.
     :param float reg_weight: :math:`\lambda` of the regulariser (Su: 5).
+    :param str reg_draws: ``"cached"`` (Su's: the generator's steps of an iteration reuse the
+        snapshot's :math:`z` and :math:`G_{old}(z)`) or ``"fresh"`` (new :math:`z` each step).
     """
 
     #: the generator needs no data: a minibatch only sets the number of draws
@@ -120,15 +122,17 @@ class GAN(AdversarialFacade):
     def __init__(self, data_shape: Sequence[int], latent_dim: int = 100, arch: str = "conv",
                  hidden: Sequence[int] = (512, 512), channels: Sequence[int] | None = None,
                  batch_norm: bool = True, generator_loss: str = "nonsaturating",
-                 reg_weight: float = 5.0) -> None:
+                 reg_weight: float = 5.0, reg_draws: str = "cached") -> None:
         super().__init__()
         if generator_loss not in GAN_GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {GAN_GENERATOR_LOSSES}, got {generator_loss!r}")
+        if reg_draws not in REG_DRAWS:
+            raise ValueError(f"reg_draws must be one of {REG_DRAWS}, got {reg_draws!r}")
         data_shape = tuple(int(d) for d in data_shape)
         self.config: dict[str, Any] = dict(
             data_shape=list(data_shape), latent_dim=int(latent_dim), arch=arch, hidden=list(hidden),
             channels=None if channels is None else list(channels), batch_norm=bool(batch_norm),
-            generator_loss=generator_loss, reg_weight=float(reg_weight),
+            generator_loss=generator_loss, reg_weight=float(reg_weight), reg_draws=reg_draws,
         )
         net = _generator_net(arch, latent_dim, data_shape, hidden, channels, batch_norm)
         self.model = GeneratorModel(net, latent_dim, data_shape, noise="delta")
@@ -140,7 +144,7 @@ class GAN(AdversarialFacade):
         return {"discriminator": [self.discriminator], "generator": [self.model]}
 
     def losses(self) -> dict[str, AdversarialLoss]:
-        options = dict(generator_loss=self.config["generator_loss"], reg_weight=self.config["reg_weight"])
+        options = {k: self.config[k] for k in ("generator_loss", "reg_weight", "reg_draws")}
         return {"discriminator": Trace_GAN(self.discriminator, "discriminator", **options),
                 "generator": Trace_GAN(self.discriminator, "generator", **options)}
 

@@ -101,9 +101,12 @@ class GeneratorModel(PyroModule):
             return dist.MixtureSameFamily(weights, components)
         return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        r""":math:`G(z)`, the mean of :math:`x \mid z`, in :math:`[0, 1]`."""
-        return torch.sigmoid(self.generator(z))
+    def generate(self, z: torch.Tensor, state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        r""":math:`G(z)`, the mean of :math:`x \mid z`, in :math:`[0, 1]`; with ``state`` (a
+        ``generator.state_dict()``), the generator with those weights instead of its own."""
+        if state is None:
+            return torch.sigmoid(self.generator(z))
+        return torch.sigmoid(torch.func.functional_call(self.generator, state, (z,)))
 
     def observation(self, mean: torch.Tensor) -> dist.TorchDistribution:
         r"""The distribution of :math:`x \mid z` with mean :math:`G(z)`."""

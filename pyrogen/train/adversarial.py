@@ -5,11 +5,13 @@ players, each with its own optimiser.
 An *iteration* is ``d_steps`` discriminator steps, each on a fresh minibatch, then
 ``g_steps`` steps of the other player (generator, autoencoder or encoder-generator). A
 player whose loss has the paper's regulariser takes a :meth:`snapshot
-<pyrogen.infer.adversarial.AdversarialLoss.snapshot>` at the start of its steps and runs all
-of them on the snapshot's minibatch and draws (as Su's code runs the generator step twice
-against one cached :math:`G_{old}(z)`); the other players' steps take fresh minibatches. A
+<pyrogen.infer.adversarial.AdversarialLoss.snapshot>` at the start of its steps; when the
+snapshot caches draws (``reuses_batch``: as Su's code runs the generator step twice against
+one cached :math:`G_{old}(z)`) all its steps run on the snapshot's minibatch. Other steps
+take fresh minibatches. A
 GAN's generator needs no data (a minibatch only sets its size), so its steps reuse the last
-discriminator batch. An epoch ends when the epoch's shuffled minibatches run out.
+discriminator batch. An epoch ends when the epoch's shuffled minibatches run out, or after
+``iterations_per_epoch`` iterations (the minibatches then cycle through fresh shuffles).
 
 Each step is what ``SVI.step`` with the player's loss does, with one torch optimiser per
 player: the player's loss is differentiated with respect to its own parameters only
@@ -113,15 +115,14 @@ class AdversarialTrainer(Trainer):
     def _run_epoch(self) -> dict[str, Any]:
         config, epoch = self.config, self.epoch
         kwargs = {"num_data": len(self.data.train)}
-        batches = iter(self.data.train.batches(
-            config.batch_size, shuffle=True, drop_last=True, epoch=epoch, seed=config.seed,
-            rank=self.rank, world_size=self.world_size,
-        ))
+        batches = self._batches(epoch)
         data_free = tuple(getattr(self.model, "data_free_players", ()))
         start = time.perf_counter()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         total = _num_batches(len(self.data.train), config.batch_size, True, self.world_size)
+        if config.iterations_per_epoch:
+            total = None
         bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not self.progress or self.rank != 0, leave=False)
         iterations = 0
@@ -134,6 +135,8 @@ class AdversarialTrainer(Trainer):
                                               kwargs, sums, counts, bar)
                 iterations += 1
                 self.iteration += 1
+                if iterations == config.iterations_per_epoch:
+                    break
                 bar.set_postfix({k: f"{v:.3f}" for k, v in self._last_terms().items()})
         except _EpochEnd:
             pass
@@ -157,13 +160,34 @@ class AdversarialTrainer(Trainer):
             scheduler.step()
         return record
 
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """The epoch's minibatches: one shuffled pass over the training data, or, with
+        ``iterations_per_epoch``, as many fresh shuffles as the iterations need (each epoch's
+        stream depends on the epoch only, so a resumed run draws the same)."""
+        config = self.config
+
+        def one_pass(shuffle_epoch: int) -> Iterator[Any]:
+            return iter(self.data.train.batches(
+                config.batch_size, shuffle=True, drop_last=True, epoch=shuffle_epoch,
+                seed=config.seed, rank=self.rank, world_size=self.world_size))
+
+        if not config.iterations_per_epoch:
+            return one_pass(epoch)
+
+        def cycle() -> Iterator[Any]:
+            for p in range(1 << 30):
+                yield from one_pass(epoch * 100_003 + p)
+
+        return cycle()
+
     def _player_steps(self, name: str, loss: Any, steps: int, batches: Iterator[Any], last: Any,
                       data_free: bool, kwargs: dict[str, Any], sums: dict[str, float],
                       counts: dict[str, int], bar: Any) -> Any:
         batch = last if data_free and last is not None else None
         regularised = getattr(loss, "regularised", False)
+        reuse = getattr(loss, "reuses_batch", regularised)
         for step in range(steps):
-            if batch is None or not (data_free or (regularised and step > 0)):
+            if batch is None or not (data_free or (reuse and step > 0)):
                 batch = _next(batches)
                 bar.update(1)
             args = self.inputs(batch)

@@ -58,6 +58,8 @@ class TrainConfig:
     :param int d_steps: adversarial models: discriminator steps per iteration.
     :param int g_steps: adversarial models: steps of the other player (generator,
         autoencoder, encoder-generator) per iteration.
+    :param int iterations_per_epoch: adversarial models: iterations per epoch (0: as many as one
+        pass over the training data gives); the minibatches cycle through fresh shuffles.
     :param float d_lr: adversarial models: the discriminator's learning rate (``None``: ``lr``).
     :param list betas: Adam's :math:`(\beta_1, \beta_2)` (DCGAN: ``[0.5, 0.999]``).
     :param bool jit: compile the loss with ``torch.jit``
@@ -100,6 +102,7 @@ class TrainConfig:
     init: str = "kmeans++"
     d_steps: int = 1
     g_steps: int = 1
+    iterations_per_epoch: int = 0
     d_lr: float | None = None
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
@@ -123,7 +126,8 @@ class TrainConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay", "tol"):
+        for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay", "tol",
+                     "iterations_per_epoch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.lr_decay <= 1:

@@ -269,3 +269,25 @@ def test_bad_options_are_refused():
         Trace_AAE(Discriminator(ConstantLogit()), "generator")
     with pytest.raises(ValueError, match="loss must be"):
         Trace_ALI(Discriminator(ConstantLogit()), "discriminator", loss="wgan")
+
+
+def test_fresh_draw_regulariser_compares_with_the_old_weights_on_new_z():
+    gen = nn.Linear(2, 4)
+    model = GeneratorModel(gen, 2, (4,))
+    disc = Discriminator(ConstantLogit())
+    loss = Trace_GAN(disc, "generator", generator_loss="regularised", reg_draws="fresh")
+    x = torch.rand(16, 4)
+    loss.snapshot(model, EmptyGuide(), x)
+    assert "z" not in loss._snapshot  # only the weights: each step draws its own z
+    loss.loss(model, EmptyGuide(), x)
+    assert loss.terms["g_reg"] == 0.0
+    old_w, old_b = gen.weight.detach().clone(), gen.bias.detach().clone()
+    with torch.no_grad():
+        gen.weight.mul_(1.5)
+    with pyro.poutine.trace() as tr:
+        loss.loss(model, EmptyGuide(), x)
+    z = tr.trace.nodes["z"]["value"]
+    expected = ((torch.sigmoid(gen(z)) - torch.sigmoid(z @ old_w.T + old_b)) ** 2).mean()
+    assert loss.terms["g_reg"] == pytest.approx(expected.item(), rel=1e-5)
+    state = loss.snapshot_state()
+    assert set(state) == {"generator.weight", "generator.bias"}

@@ -100,7 +100,7 @@ def test_bad_input_shapes_and_arguments():
     with pytest.raises(ValueError, match="likelihood must be one of"):
         VAE(SHAPE, likelihood="poisson")
     with pytest.raises(ValueError, match="model must be one of"):
-        build_model("gan")
+        build_model("flow")
 
 
 def test_facade_sample_reconstruct_encode():

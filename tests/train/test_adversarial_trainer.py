@@ -115,3 +115,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     kept = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert kept["epoch"] == 1
     assert len(read_metrics(tmp_path)) == 1
+
+
+def test_iterations_per_epoch_cycle_through_fresh_shuffles(data):
+    trainer = make(data, "gan", epochs=2, iterations_per_epoch=20, d_steps=2)
+    history = trainer.fit()  # 300 points in batches of 25: 12 per pass, 40 needed per epoch
+    assert [r["iterations_in_epoch"] for r in history] == [20, 20]
+    assert history[-1]["iterations"] == 40 and history[-1]["steps"] == 40 * 3
