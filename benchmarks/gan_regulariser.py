@@ -45,7 +45,13 @@ import torch
 
 from _common import peak_rss_mb
 from pyrogen.data import load_dataset
-from pyrogen.metrics import linear_probe_accuracy, reconstruction_error, sample_quality
+from pyrogen.metrics import (
+    frechet_distance_features,
+    linear_probe_accuracy,
+    mode_coverage,
+    precision_recall,
+    reconstruction_error,
+)
 from pyrogen.models import ALI, GAN, ImageClassifier
 from pyrogen.train import AdversarialTrainer, TrainConfig, Trainer
 from pyrogen.train.config import default_device
@@ -92,14 +98,35 @@ def build(arm: str, options: dict, data, args) -> tuple[torch.nn.Module, dict]:
     return model, train
 
 
+_REAL: dict = {}
+
+
+@torch.no_grad()
+def real_features(clf, data, n: int) -> dict:
+    """The test images' features and the real-vs-real floors, computed once per process."""
+    if not _REAL:
+        feats = clf.embed(data.test.images[:n])
+        reference = clf.embed(data.train.images[:n])
+        floor = precision_recall(feats, reference)
+        _REAL.update(feats=feats, frechet_floor=frechet_distance_features(feats, reference),
+                     precision_floor=floor["precision"], recall_floor=floor["recall"])
+    return _REAL
+
+
 @torch.no_grad()
 def score(model, clf, data, args, iteration: int, seconds: float) -> dict:
     model.eval()
     n = args.num_samples
     real, labels = data.test.images[:n], data.test.labels[:n]
+    cached = real_features(clf, data, n)
     torch.manual_seed(0)
+    samples = torch.cat([model.sample(min(500, n - i)) for i in range(0, n, 500)])
+    feats = clf.embed(samples)
     result = {"iteration": iteration, "train_seconds": seconds,
-              **sample_quality(model, clf, real, labels, data.train.images, data.num_classes, n)}
+              "frechet_distance": frechet_distance_features(cached["feats"], feats),
+              **{k: cached[k] for k in ("frechet_floor", "precision_floor", "recall_floor")},
+              **precision_recall(cached["feats"], feats),
+              **mode_coverage(clf.predict(samples), labels, data.num_classes)}
     if hasattr(model, "encode"):
         rec = torch.cat([model.reconstruct(b) for b in real.split(500)])
         result.update(reconstruction_error(real, rec, generator=torch.Generator().manual_seed(0)))

@@ -106,8 +106,8 @@ def test_bad_options(capsys, tmp_path, argv, message):
         assert run(capsys, "train", "gan", *SMALL, "--epochs", "1", "--out", run_dir)[0] == 0
         argv = [str(run_dir) if a == "RUN" else a for a in argv]
     try:
-        code, out, err = run(capsys, *argv, "--device", "cpu")
+        code, _, err = run(capsys, *argv, "--device", "cpu")
     except SystemExit as e:
-        code, (out, err) = e.code, capsys.readouterr()
+        code, err = e.code, capsys.readouterr()[1]
     assert code != 0
     assert message in err

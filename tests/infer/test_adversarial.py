@@ -291,3 +291,24 @@ def test_fresh_draw_regulariser_compares_with_the_old_weights_on_new_z():
     assert loss.terms["g_reg"] == pytest.approx(expected.item(), rel=1e-5)
     state = loss.snapshot_state()
     assert set(state) == {"generator.weight", "generator.bias"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["gan", "gan-conv", "aae", "ali-complete"])
+def test_steps_and_samples_on_cuda(name):
+    from pyrogen.data import load_dataset
+    from pyrogen.train import AdversarialTrainer, TrainConfig
+
+    m = _models()[name]
+    if m.data_shape == (1, 8, 8):  # the trainer moves the model and the data
+        config = TrainConfig(model=name.split("-")[0], epochs=1, batch_size=20, device="cuda", g_steps=2)
+        AdversarialTrainer(m, load_dataset("digits", limit=100), config, None, progress=False).fit()
+    else:  # SVI-style calls of each loss
+        m = m.cuda()
+        x = torch.rand(16, *m.data_shape, device="cuda")
+        for loss in m.losses().values():
+            loss.snapshot(m.model, m.guide, x)
+            assert loss.differentiable_loss(m.model, m.guide, x).device.type == "cuda"
+    m.eval()
+    assert m.sample(4).device.type == "cuda"
+    assert all(p.device.type == "cuda" for p in m.parameters())
