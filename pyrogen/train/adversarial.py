@@ -206,7 +206,8 @@ class AdversarialTrainer(Trainer):
             for key, v in {f"loss_{name}": value, **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + v
                 counts[key] = counts.get(key, 0) + 1
-            self.logger.step(self.global_step, value)
+            if step == 0:  # TensorBoard: each player's loss against the iteration
+                self.logger.step(self.iteration + 1, value, name=f"step_loss_{name}")
         return batch
 
     def _player_step(self, name: str, loss: Any, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> float:

@@ -61,9 +61,9 @@ class RunLogger:
         if self.writer is None:
             self.writer = _tensorboard_writer(self.run_dir / "tensorboard")
 
-    def step(self, global_step: int, loss: float) -> None:
+    def step(self, global_step: int, loss: float, name: str = "step_loss") -> None:
         if self.writer is not None and global_step % self.step_every == 0:
-            self.writer.add_scalar("train/step_loss", loss, global_step)
+            self.writer.add_scalar(f"train/{name}", loss, global_step)
 
     def epoch_end(self, record: dict[str, Any], pictures: dict[str, torch.Tensor]) -> None:
         if self.run_dir is None:
