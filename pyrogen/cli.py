@@ -169,6 +169,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         if (run_dir / "checkpoints").exists():
             parser.error(f"--out {run_dir} already holds a run; pass --resume {run_dir} to "
                          "continue it, or choose another --out")
+    from pyrogen.train.distributed import world_size
+
+    if config.model == "mixture" and world_size() > 1:
+        raise ValueError("a mixture is fitted by EM in one process; run it without torchrun")
     if config.model == "mixture" and args.resume is not None:
         raise ValueError("a mixture is fitted by EM in one go and cannot be resumed; start a new run")
     if config.model in ("classifier", "mixture") and (config.beta != 1.0 or config.kl_warmup):
@@ -487,8 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyrogen.data import DataFormatError
     from pyrogen.train import CheckpointError, NonFiniteLossError
 
+    from pyrogen.train.distributed import init_distributed, rank, shutdown
+
+    me = 0
     try:
         if args.command == "train":
+            init_distributed(args.device)  # under torchrun: join the process group
+            me = rank()
             result = _train(args, parser)
         elif args.command == "evaluate":
             result = _evaluate(args)
@@ -502,7 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _sample(args)
     except (ValueError, FileNotFoundError, CheckpointError, DataFormatError,
             NonFiniteLossError) as e:
-        print(f"pyrogen {args.command}: error: {e}", file=sys.stderr)
+        where = f" (rank {rank()})" if rank() else ""
+        print(f"pyrogen {args.command}{where}: error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(result))
+    finally:
+        shutdown()
+    if me == 0:  # under torchrun, rank 0 speaks for the job
+        print(json.dumps(result))
     return 0

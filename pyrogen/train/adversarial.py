@@ -32,15 +32,9 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyrogen.train.checkpoint import set_rng_state
 from pyrogen.train.config import build_optimizer, build_scheduler
-from pyrogen.train.trainer import (
-    NonFiniteLossError,
-    Trainer,
-    _average_gradients,
-    _num_batches,
-    _sum_across_ranks,
-)
+from pyrogen.train.distributed import average_buffers, average_gradients
+from pyrogen.train.trainer import NonFiniteLossError, Trainer, _num_batches, _sum_across_ranks
 
 
 def is_adversarial(model: Any) -> bool:
@@ -109,7 +103,7 @@ class AdversarialTrainer(Trainer):
         self.history = list(rest["history"])
         self.best_valid = float(rest["best_valid"])
         self.bad_epochs = int(rest["bad_epochs"])
-        set_rng_state(rest["rng"])
+        self._restore_rng(rest)
 
     # ------------------------------------------------------------------ loop
     def _run_epoch(self) -> dict[str, Any]:
@@ -142,6 +136,7 @@ class AdversarialTrainer(Trainer):
             pass
         finally:
             bar.close()
+        average_buffers(self.model)  # batch norm's running statistics, equal on every rank
         for name in self.player_losses:
             self.player_losses[name].terms = {}
         record: dict[str, Any] = {"epoch": epoch + 1}
@@ -217,7 +212,7 @@ class AdversarialTrainer(Trainer):
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None else g
         if self.world_size > 1:
-            _average_gradients(params, self.world_size)
+            average_gradients(params)
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
         self.optimizers[name].step()

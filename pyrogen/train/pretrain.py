@@ -35,7 +35,8 @@ def train_baseline(trainer: Trainer) -> dict[str, Any]:
     the data have a validation split).
     """
     from pyrogen.train.config import build_optimizer
-    from pyrogen.train.trainer import NonFiniteLossError, _average_gradients, _sum_across_ranks
+    from pyrogen.train.distributed import average_gradients
+    from pyrogen.train.trainer import NonFiniteLossError, _sum_across_ranks
 
     model, guide = trainer.model.baseline_pair()
     config, epochs = trainer.config, int(trainer.model.config["baseline_epochs"])
@@ -56,7 +57,7 @@ def train_baseline(trainer: Trainer) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if trainer.world_size > 1:
-                _average_gradients(params, trainer.world_size)
+                average_gradients(params)
             optimizer.step()
             value = loss.item()
             if not math.isfinite(value):

@@ -48,6 +48,14 @@ from pyrogen.train.config import (
     build_scheduler,
     kl_weight,
 )
+from pyrogen.train.distributed import (
+    average_buffers,
+    average_gradients,
+    broadcast_module,
+    gather_rng_states,
+    rank as _rank,
+    world_size as _world_size,
+)
 from pyrogen.train.logging import RunLogger
 from pyrogen.train.pretrain import train_baseline
 
@@ -145,6 +153,7 @@ class Trainer:
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self._build_optimisation()
+        broadcast_module(self.model)  # every rank starts from rank 0's weights
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -203,7 +212,15 @@ class Trainer:
         self.history = list(state["history"])
         self.best_valid = float(state["best_valid"])
         self.bad_epochs = int(state["bad_epochs"])
-        set_rng_state(state["rng"])
+        self._restore_rng(state)
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        """This rank's random state: its own when the checkpoint holds every rank's."""
+        ranks = state.get("rng_ranks")
+        if self.world_size > 1 and ranks is not None and len(ranks) == self.world_size:
+            set_rng_state(ranks[self.rank])
+        else:
+            set_rng_state(state["rng"])
 
     def resume(self, path: str | Path | None = None) -> None:
         """Continue from a checkpoint (default: ``run_dir/checkpoints/last.pt``)."""
@@ -235,8 +252,8 @@ class Trainer:
                 "continue it, or choose another run_dir: a new run would overwrite it"
             )
         self.logger.start()
-        if fresh:
-            pyro.set_rng_seed(self.config.seed)
+        if fresh:  # each rank its own sampling noise; rank 0 draws what one process would
+            pyro.set_rng_seed(self.config.seed + self.rank)
         try:
             pretrained = {}
             if fresh and _needs_baseline(self.model):
@@ -301,6 +318,7 @@ class Trainer:
             if count % 10 == 0:
                 bar.set_postfix(loss=f"{loss / kwargs['num_data']:.2f}")
             self.logger.step(self.global_step, loss / kwargs["num_data"])
+        average_buffers(self.model)  # batch norm's running statistics, equal on every rank
         train_loss = _sum_across_ranks(total / max(count, 1), self.device) / self.world_size
         train_loss /= kwargs["num_data"]
         record = {
@@ -329,7 +347,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.world_size > 1:
-            _average_gradients(self.params, self.world_size)
+            average_gradients(self.params)
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_norm)
         self.optimizer.step()
@@ -363,7 +381,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def _save(self, best: bool) -> None:
-        if self.rank != 0 or self.run_dir is None:
+        if self.run_dir is None:
+            return
+        rng_ranks = gather_rng_states() if self.world_size > 1 else None  # on every rank
+        if self.rank != 0:
             return
         for p in self.params:
             if not torch.isfinite(p).all():
@@ -372,6 +393,8 @@ class Trainer:
                     f"{self.logger.last_good_message()}"
                 )
         state = self.state_dict()
+        if rng_ranks is not None:
+            state["rng_ranks"] = rng_ranks
         folder = self.run_dir / "checkpoints"
         save_checkpoint(state, folder / "last.pt")
         if best:
@@ -411,25 +434,6 @@ class Trainer:
 def _needs_baseline(model: nn.Module) -> bool:
     pair = getattr(model, "baseline_pair", None)
     return pair is not None and pair() is not None and not bool(model.baseline_trained)
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _average_gradients(params: list[torch.Tensor], world_size: int) -> None:
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def _sum_across_ranks(value: float, device: torch.device) -> float:
