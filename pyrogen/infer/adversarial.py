@@ -160,7 +160,9 @@ class AdversarialLoss(ELBO):
             return None
         return {k: v for k, v in self._snapshot.items() if isinstance(v, torch.Tensor)}
 
-    def load_snapshot_state(self, state: dict[str, Any] | None) -> None:
+    def load_snapshot_state(self, state: dict[str, Any] | None, guide: Any = None) -> None:
+        """Restore a snapshot saved by :meth:`snapshot_state` (``guide``: the live guide, for
+        losses that keep a copy of its encoder)."""
         self._snapshot = None if state is None else dict(state)
 
     def _need_snapshot(self, batch_size: int) -> dict[str, Any]:
@@ -428,12 +430,12 @@ class Trace_ALI(AdversarialLoss):
             state["encoder"] = {k: v.clone() for k, v in self._old_encoder.state_dict().items()}
         return state
 
-    def load_snapshot_state(self, state: dict[str, Any] | None, encoder: nn.Module | None = None) -> None:
+    def load_snapshot_state(self, state: dict[str, Any] | None, guide: Any = None) -> None:
         state = None if state is None else dict(state)
         old = None if state is None else state.pop("encoder", None)
         super().load_snapshot_state(state)
-        if old is not None and encoder is not None:
-            self._sync_old_encoder(encoder)
+        if old is not None and guide is not None:
+            self._sync_old_encoder(guide.encoder)
             self._old_encoder.load_state_dict(old)
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -91,11 +91,7 @@ class AdversarialTrainer(Trainer):
             opt.load_state_dict(state["optimizer"][name])
             self.schedulers[name].load_state_dict(state["scheduler"][name])
         for name, loss in self.player_losses.items():
-            snap = state.get("snapshots", {}).get(name)
-            if hasattr(loss, "_old_encoder"):
-                loss.load_snapshot_state(snap, encoder=self.model.guide.encoder)
-            else:
-                loss.load_snapshot_state(snap)
+            loss.load_snapshot_state(state.get("snapshots", {}).get(name), guide=self.model.guide)
         rest = {k: v for k, v in state.items() if k not in ("model_state", "optimizer", "scheduler")}
         self.iteration = int(state.get("iteration", 0))
         self.epoch = int(rest["epoch"])
