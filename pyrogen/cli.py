@@ -24,6 +24,10 @@ from pyrogen.cli_parser import ADVERSARIAL, build_parser
 from pyrogen.data import load_dataset
 from pyrogen.train.config import TrainConfig
 
+#: the models whose encoder reads x alone: `reconstruct`, `encode` and the encoder metrics
+ENCODER_MODELS = ("vae", "dfcvae", "aae", "ali")
+
+
 def _default_binarize(args: argparse.Namespace) -> str:
     if args.binarize is not None:
         return args.binarize
@@ -261,7 +265,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     if config.model in ADVERSARIAL:
         result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
-                  **_quality(args, model, data, split)}
+                  **_quality(args, model, config, data, split)}
         (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
     inputs = getattr(model, "inputs", lambda b: (b.x,))
@@ -300,7 +304,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if pair is not None:  # no latent variable: the estimate is exact
             result["baseline_nll"] = float(-elbo(*pair, batches).mean())
     if args.features is not None:
-        result.update(_quality(args, model, data, split))
+        result.update(_quality(args, model, config, data, split))
     (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -319,7 +323,7 @@ def _load_classifier(path: Path, data: Any, device: str) -> Any:
 
 
 @torch.no_grad()
-def _quality(args: argparse.Namespace, model: Any, data: Any, split: Any) -> dict[str, Any]:
+def _quality(args: argparse.Namespace, model: Any, config: TrainConfig, data: Any, split: Any) -> dict[str, Any]:
     """Sample-quality metrics in a classifier's feature space, and for a model with an encoder
     the reconstruction error and a linear probe on its codes."""
     from pyrogen.metrics import linear_probe_accuracy, reconstruction_error, sample_quality
@@ -338,7 +342,7 @@ def _quality(args: argparse.Namespace, model: Any, data: Any, split: Any) -> dic
     g = torch.Generator().manual_seed(0)
     result: dict[str, Any] = {"features": str(args.features), **sample_quality(
         model, classifier, x, y, data.train.images, data.num_classes, num)}
-    if hasattr(model, "encode") and hasattr(model, "reconstruct"):
+    if config.model in ENCODER_MODELS:
         rec = torch.cat([model.reconstruct(b) for b in x.split(500)])
         result.update(reconstruction_error(x, rec, generator=g))
         train_codes = torch.cat([model.encode(b)[0] for b in data.train.images.split(500)])
@@ -352,8 +356,9 @@ def _loaded_split(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from pyrogen.train import load_run
 
     model, config = load_run(args.run, args.checkpoint, args.device)
-    if not (hasattr(model, "encode") and hasattr(model, "reconstruct")):
-        raise ValueError(f"run {args.run} trained a {config.model}, which has no encoder")
+    if config.model not in ENCODER_MODELS:
+        raise ValueError(f"run {args.run} trained a {config.model}, which has no encoder of x "
+                         f"alone (reconstruct and encode take {', '.join(ENCODER_MODELS)} runs)")
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
     if len(split) == 0:

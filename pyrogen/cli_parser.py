@@ -264,18 +264,23 @@ def _add_evaluate_parser(sub: Any) -> None:
     _add_device(p)
 
 
+def _add_run_split(p: argparse.ArgumentParser, out_help: str) -> None:
+    """The arguments of the commands that read one split through a run's encoder."""
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="override the run's data folder")
+    _add_device(p)
+
+
 def _add_reconstruct_parser(sub: Any) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct data points through a trained encoder",
                        description="Save a PNG of the first --num points of a split (odd rows) above "
                        "their reconstructions G(E(x)) (even rows), for models with an encoder "
                        "(vae, dfcvae, aae, ali).")
-    p.add_argument("run", type=Path, help="the run folder")
+    _add_run_split(p, "the PNG file to write")
     p.add_argument("--num", type=_positive_int, default=32, help="number of data points (default: %(default)s)")
-    p.add_argument("--out", type=Path, required=True, help="the PNG file to write")
-    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
-    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="override the run's data folder")
-    _add_device(p)
 
 
 def _add_encode_parser(sub: Any) -> None:
@@ -284,12 +289,7 @@ def _add_encode_parser(sub: Any) -> None:
                        "loc and scale of the encoder (N, latent_dim), the labels (when the data set "
                        "has them) and the points' indices, for models with an encoder (vae, dfcvae, "
                        "aae, ali).")
-    p.add_argument("run", type=Path, help="the run folder")
-    p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
-    p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
-    p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="override the run's data folder")
-    _add_device(p)
+    _add_run_split(p, "the .npz file to write")
 
 
 def _add_sample_parser(sub: Any) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 from pyrogen.infer.adversarial import GAN_GENERATOR_LOSSES, REG_DRAWS, AdversarialLoss, Trace_GAN
 from pyrogen.models.cvae import EmptyGuide
 from pyrogen.models.generator import Discriminator, GeneratorModel
-from pyrogen.models.util import check_data
+from pyrogen.models.util import ReconstructMixin, ShapedFacade, check_data
 from pyrogen.nn import DataDiscriminator, build_decoder
 
 
@@ -31,7 +31,7 @@ def _generator_net(arch: str, latent_dim: int, data_shape: tuple[int, ...], hidd
                          batch_norm=batch_norm, **extra)
 
 
-class AdversarialFacade(nn.Module):
+class AdversarialFacade(ShapedFacade):
     r"""
     What every adversarial facade offers: ``.model`` (a
     :class:`~pyrogen.models.generator.GeneratorModel`), ``.guide``, ``.discriminator``, the
@@ -41,14 +41,6 @@ class AdversarialFacade(nn.Module):
 
     #: the trainer reads this to run the alternating loop
     adversarial = True
-
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        return self.model.data_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
 
     def players(self) -> dict[str, list[nn.Module]]:
         raise NotImplementedError
@@ -69,8 +61,9 @@ class AdversarialFacade(nn.Module):
         return self.decode(self.model.prior().sample((int(num_samples),)))
 
 
-class EncoderFacade(AdversarialFacade):
-    """An adversarial facade with an encoder (AAE, ALI): ``encode`` and ``reconstruct`` too."""
+class EncoderFacade(ReconstructMixin, AdversarialFacade):
+    """An adversarial facade with an encoder (AAE, ALI): ``encode`` and ``reconstruct``
+    (:math:`G(\mu(x))`, the generator's image of the encoder's location) too."""
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,12 +71,6 @@ class EncoderFacade(AdversarialFacade):
         deterministic encoder)."""
         check_data(x, self.data_shape)
         return self.guide.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`G(\mu(x))`: the generator's image of the encoder's mean."""
-        loc, _ = self.encode(x)
-        return self.decode(loc)
 
 
 class GAN(AdversarialFacade):

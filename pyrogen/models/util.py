@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pyro
 import pyro.poutine as poutine
 import torch
+from torch import nn
 
 
 def data_plate(batch_size: int, num_data: int | None, device: torch.device) -> pyro.plate:
@@ -81,3 +82,25 @@ def batch_size_of(x: torch.Tensor | None, num_samples: int | None, data_shape: t
         return int(num_samples)
     return check_data(x, data_shape)
 
+
+
+class ShapedFacade(nn.Module):
+    """A facade whose ``.model`` knows its ``data_shape`` and ``latent_dim``."""
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.model.data_shape
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+
+class ReconstructMixin:
+    """``reconstruct(x)``: ``decode`` at the location of ``encode(x)``."""
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        r""":meth:`decode` of the encoder's location :math:`\mu(x)`."""
+        loc, _ = self.encode(x)
+        return self.decode(loc)

@@ -20,7 +20,14 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
-from pyrogen.models.util import batch_size_of, beta_scale, check_data, data_plate
+from pyrogen.models.util import (
+    ReconstructMixin,
+    ShapedFacade,
+    batch_size_of,
+    beta_scale,
+    check_data,
+    data_plate,
+)
 from pyrogen.nn import build_decoder, build_encoder
 
 
@@ -138,20 +145,13 @@ class VAEGuide(PyroModule):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
-class AmortisedFacade(nn.Module):
+class AmortisedFacade(ReconstructMixin, ShapedFacade):
     r"""
     What every facade of a model with a Gaussian prior :math:`p(z)` and an amortised guide
     :math:`q_\phi(z \mid x)` offers (``.model`` with ``prior()`` and ``decoder``,
-    ``.guide`` with ``encoder``); a subclass defines :meth:`decode`.
+    ``.guide`` with ``encoder``): ``encode``, ``sample`` and ``reconstruct`` (:meth:`decode`
+    at the posterior mean :math:`z = \mu_\phi(x)`); a subclass defines :meth:`decode`.
     """
-
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        return self.model.data_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,12 +170,6 @@ class AmortisedFacade(nn.Module):
             raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
         z = self.model.prior().sample((int(num_samples),))
         return self.decode(z)
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        r""":meth:`decode` at the posterior mean :math:`z = \mu_\phi(x)`."""
-        loc, _ = self.encode(x)
-        return self.decode(loc)
 
 
 class VAE(AmortisedFacade):
