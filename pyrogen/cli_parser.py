@@ -154,8 +154,9 @@ def _add_train_parser(sub: Any) -> None:
                    help="discriminator steps per iteration (default: 1)")
     a.add_argument("--g-steps", type=_positive_int, default=None,
                    help="steps of the other player (generator, autoencoder, encoder-generator) "
-                   "per iteration; a regularised player runs them all on one minibatch "
-                   "(default: 1; the regularisers act from the second step on)")
+                   "per iteration; a regularised player whose snapshot caches its draws runs "
+                   "them all on one minibatch (default: 1; the regularisers act from the "
+                   "second step on)")
     a.add_argument("--iterations-per-epoch", type=_positive_int, default=None,
                    help="iterations per epoch, cycling through fresh shuffles of the data (default: "
                    "one pass over the training data)")
