@@ -111,3 +111,17 @@ def test_bad_options(capsys, tmp_path, argv, message):
         code, err = e.code, capsys.readouterr()[1]
     assert code != 0
     assert message in err
+
+
+def test_evaluate_features_adds_quality_metrics_to_a_vae(capsys, tmp_path, classifier):
+    run_dir = tmp_path / "vae"
+    code, out, err = run(capsys, "train", "vae", "--limit", "200", "--epochs", "1", "--latent-dim", "4",
+                         "--hidden", "32", "--binarize", "none", "--likelihood", "continuous-bernoulli",
+                         "--device", "cpu", "--no-progress", "--out", run_dir)
+    assert code == 0, err
+    code, out, err = run(capsys, "evaluate", run_dir, "--iw-samples", "2", "--features", classifier,
+                         "--num-samples", "50", "--device", "cpu")
+    assert code == 0, err
+    result = last_json(out)
+    assert "nll" in result and result["num_samples"] == 50
+    assert 0 <= result["linear_probe_accuracy"] <= 1 and result["reconstruction_ratio"] > 0
