@@ -14,7 +14,11 @@ grey levels. Arms:
   against one cached G_old(z);
 * ``nobn-5:5``: no batch norm, 5 discriminator and 5 generator steps per iteration;
 * ``nobn-5:5-reg``: the same with the regularised loss, each generator step on fresh z
-  against the generator before the iteration's updates.
+  against the generator before the iteration's updates;
+* ``bn-1:2-reg-sum``, ``nobn-5:5-reg-sum``: the two regularised arms with lambda = 5 on the
+  *sum* of the squared pixel differences (``reg_weight`` 5 x 784 on pyrogen's mean), the other
+  reading of the paper's norm: at the mean, lambda = 5 makes a penalty about 1e-4 of the
+  adversarial term.
 
 ``--experiment ali``: ALI (Gaussian encoder, deterministic generator, batch norm, 1:1) with
 the paper's, the standard minimax and the swapped non-saturating loss.
@@ -65,6 +69,11 @@ GAN_ARMS = {
     "nobn-5:5": dict(batch_norm=False, d_steps=5, g_steps=5, generator_loss="nonsaturating"),
     "nobn-5:5-reg": dict(batch_norm=False, d_steps=5, g_steps=5, generator_loss="regularised",
                          reg_draws="fresh"),
+    # lambda = 5 on the sum over the 784 pixels (the norm read literally) instead of their mean
+    "bn-1:2-reg-sum": dict(batch_norm=True, d_steps=1, g_steps=2, generator_loss="regularised",
+                           reg_draws="cached", reg_weight=5.0 * 784),
+    "nobn-5:5-reg-sum": dict(batch_norm=False, d_steps=5, g_steps=5, generator_loss="regularised",
+                             reg_draws="fresh", reg_weight=5.0 * 784),
 }
 ALI_ARMS = {f"ali-{loss}": dict(loss=loss) for loss in ("paper", "minimax", "swapped")}
 SUMMARY_KEYS = ("frechet_distance", "precision", "recall", "classes_covered", "class_kl",
@@ -93,8 +102,9 @@ def build(arm: str, options: dict, data, args) -> tuple[torch.nn.Module, dict]:
         model = ALI(data.shape, latent_dim=args.latent_dim, arch="conv", channels=args.channels,
                     encoder="gaussian", generator="delta", batch_norm=True, **options)
     else:
+        options.setdefault("reg_weight", args.reg_weight)
         model = GAN(data.shape, latent_dim=args.latent_dim, arch="conv", channels=args.channels,
-                    reg_weight=args.reg_weight, **options)
+                    **options)
     return model, train
 
 
