@@ -56,7 +56,7 @@ from torch import nn
 
 from pyrogen.data.quadrants import check_quadrants, condition_on_quadrants, visible_mask
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
-from pyrogen.models.util import beta_scale, check_data, data_plate
+from pyrogen.models.util import ShapedFacade, beta_scale, check_data, data_plate
 from pyrogen.nn import MLP, MLPDecoder, MLPEncoder
 
 #: the three conditional VAEs
@@ -238,7 +238,7 @@ class CVAEGuide(PyroModule):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
-class CVAE(nn.Module):
+class CVAE(ShapedFacade):
     r"""
     A conditional VAE (:class:`CVAEModel` and :class:`CVAEGuide` built from MLPs),
     conditioned on class labels or, with ``quadrants``, on the visible quadrants
@@ -325,14 +325,6 @@ class CVAE(nn.Module):
         self.model = CVAEModel(condition, features, decoder, latent_dim, data_shape, likelihood,
                                None if target is None else target.clone(), baseline, prior_net)
         self.guide = CVAEGuide(condition, features, encoder, data_shape)
-
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        return self.model.data_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
 
     @property
     def condition(self) -> str:
