@@ -62,7 +62,7 @@ class AdversarialFacade(ShapedFacade):
 
 
 class EncoderFacade(ReconstructMixin, AdversarialFacade):
-    """An adversarial facade with an encoder (AAE, ALI): ``encode`` and ``reconstruct``
+    r"""An adversarial facade with an encoder (AAE, ALI): ``encode`` and ``reconstruct``
     (:math:`G(\mu(x))`, the generator's image of the encoder's location) too."""
 
     @torch.no_grad()
