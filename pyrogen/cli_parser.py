@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pyrogen.data import BINARIZATIONS, DATASETS
-from pyrogen.infer.adversarial import ALI_LOSSES, GAN_GENERATOR_LOSSES
+from pyrogen.infer.adversarial import GAN_GENERATOR_LOSSES
+from pyrogen.infer.ali import ALI_LOSSES
 from pyrogen.models import CONDITIONS, LIKELIHOODS
 from pyrogen.models.generator import NOISES, PRIORS
 from pyrogen.nn import ACTIVATIONS

@@ -1,6 +1,7 @@
 """Losses and estimators: importance-weighted bounds, log-likelihoods, adversarial losses."""
 
-from pyrogen.infer.adversarial import AdversarialLoss, Trace_AAE, Trace_ALI, Trace_GAN
+from pyrogen.infer.adversarial import AdversarialLoss, Trace_AAE, Trace_GAN
+from pyrogen.infer.ali import Trace_ALI
 
 from pyrogen.infer.em import e_step, exact_em, generalised_em
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood

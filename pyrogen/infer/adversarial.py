@@ -41,7 +41,6 @@ Revelations", arXiv:1807.05936, 2018 (sections 3 and 4).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +52,6 @@ from pyro.infer.util import torch_item
 from torch import nn
 
 GAN_GENERATOR_LOSSES = ("minimax", "nonsaturating", "regularised")
-ALI_LOSSES = ("paper", "minimax", "swapped", "complete")
 #: how the GAN regulariser draws z: Su's cached batch, or fresh draws each step
 REG_DRAWS = ("cached", "fresh")
 
@@ -362,124 +360,4 @@ class Trace_AAE(AdversarialLoss):
         return total + self.reg_weight * reg
 
 
-class Trace_ALI(AdversarialLoss):
-    r"""
-    ALI/BiGAN's player losses ([1] section 4.2). The encoder side pairs a data point with
-    its code, :math:`(x, z) \sim p(z \mid x)\, \tilde p(x)` (the guide), the generator side a
-    prior draw with its image, :math:`(x, z) \sim q(x \mid z)\, q(z)` (the model,
-    unconditioned), and :math:`D(x, z) = p(y = 1 \mid x, z)` is the probability that a pair
-    came from the encoder side. Write :math:`\mathbb{E}_p` for the encoder side's expectation
-    and :math:`\mathbb{E}_q` for the generator side's.
-
-    ``player="discriminator"``:
-    :math:`\mathcal{L}_D = -\mathbb{E}_p \log D(x, z) - \mathbb{E}_q \log(1 - D(x, z))`.
-
-    ``player="encoder-generator"``, by ``loss``:
-
-    * ``"paper"``, the paper's own (its equation (37)):
-      :math:`-\mathbb{E}_p \log D - \mathbb{E}_q \log D`;
-    * ``"minimax"``, the standard one: :math:`\mathbb{E}_p \log D + \mathbb{E}_q \log(1 - D)`;
-    * ``"swapped"``, the non-saturating one with labels swapped:
-      :math:`-\mathbb{E}_p \log(1 - D) - \mathbb{E}_q \log D`;
-    * ``"complete"``: the paper's loss plus the two terms it drops (its equation (36)),
-
-      .. math::
-          \mathbb{E}_{q(z)} \mathrm{KL}(q(x \mid z) \,\|\, q_{old}(x \mid z))
-          + \mathbb{E}_{q(z)\, q(x \mid z)} \log \frac{p_{old}(z \mid x)}{p(z \mid x)},
-
-      for a Gaussian encoder and a Gaussian generator, with the old encoder and generator
-      (before the current update) and the prior draws :math:`z` cached by :meth:`snapshot`.
-
-    :param discriminator: a :class:`~pyrogen.models.generator.Discriminator` on ``(x, z)``.
-    :param str player: ``"discriminator"`` or ``"encoder-generator"``.
-    :param str loss: one of :data:`ALI_LOSSES`.
-    """
-
-    players = ("discriminator", "encoder-generator")
-
-    def __init__(self, discriminator: nn.Module, player: str, loss: str = "paper") -> None:
-        super().__init__(discriminator, player)
-        if loss not in ALI_LOSSES:
-            raise ValueError(f"loss must be one of {ALI_LOSSES}, got {loss!r}")
-        self.kind = loss
-        self._old_encoder: nn.Module | None = None
-
-    @property
-    def regularised(self) -> bool:
-        return self.player == "encoder-generator" and self.kind == "complete"
-
-    def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
-        if not self.regularised:
-            return
-        if getattr(guide, "noise", None) != "gaussian" or getattr(model, "noise", None) != "gaussian":
-            raise ValueError("the complete ALI loss needs a Gaussian encoder and a Gaussian "
-                             "generator (noise='gaussian' for both)")
-        trace = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
-        fn = trace.nodes["x"]["fn"]
-        self._snapshot = {"z": _value(trace, "z"), "x_loc": fn.mean, "x_scale": fn.stddev}
-        self._sync_old_encoder(guide.encoder)
-
-    def _sync_old_encoder(self, encoder: nn.Module) -> None:
-        if self._old_encoder is None:
-            self._old_encoder = copy.deepcopy(encoder).requires_grad_(False)
-        self._old_encoder.load_state_dict(encoder.state_dict())
-
-    def snapshot_state(self) -> dict[str, Any] | None:
-        state = super().snapshot_state()
-        if state is not None and self._old_encoder is not None:
-            state["encoder"] = {k: v.clone() for k, v in self._old_encoder.state_dict().items()}
-        return state
-
-    def load_snapshot_state(self, state: dict[str, Any] | None, guide: Any = None) -> None:
-        state = None if state is None else dict(state)
-        old = None if state is None else state.pop("encoder", None)
-        super().load_snapshot_state(state)
-        if old is not None and guide is not None:
-            self._sync_old_encoder(guide.encoder)
-            self._old_encoder.load_state_dict(old)
-
-    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
-        x = args[0]
-        if self.player == "discriminator":
-            z_enc = _value(_hidden_trace(guide, *args, **kwargs), "z")
-            gen = _hidden_trace(poutine.uncondition(model), *args, **kwargs)
-            enc = _mean(F.softplus(-self.discriminator(x, z_enc)))
-            fake = _mean(F.softplus(self.discriminator(_value(gen, "x"), _value(gen, "z"))))
-            self._record(d_encoder=enc, d_generator=fake)
-            return enc + fake
-        generator = poutine.uncondition(model)
-        if self.regularised:
-            cached = self._need_snapshot(x.shape[0])
-            generator = poutine.condition(generator, data={"z": cached["z"]})
-        z_enc = _value(_trace(guide, *args, **kwargs), "z")
-        gen = _trace(generator, *args, **kwargs)
-        x_gen, z_gen = _value(gen, "x"), _value(gen, "z")
-        l_enc = self._blocked_discriminator(x, z_enc)
-        l_gen = self._blocked_discriminator(x_gen, z_gen)
-        if self.kind == "minimax":
-            enc, fake = -_mean(F.softplus(-l_enc)), -_mean(F.softplus(l_gen))
-        elif self.kind == "swapped":
-            enc, fake = _mean(F.softplus(l_enc)), _mean(F.softplus(-l_gen))
-        else:
-            enc, fake = _mean(F.softplus(-l_enc)), _mean(F.softplus(-l_gen))
-        if not self.regularised:
-            self._record(eg_encoder=enc, eg_generator=fake)
-            return enc + fake
-        kl, ratio = self._dropped_terms(gen, guide, cached)
-        self._record(eg_encoder=enc, eg_generator=fake, eg_kl=kl, eg_ratio=ratio)
-        return enc + fake + kl + ratio
-
-    def _dropped_terms(self, gen: poutine.Trace, guide: Any, cached: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """:math:`\\mathrm{KL}(q(x|z) \\| q_{old}(x|z))` and :math:`\\log p_{old}(z|x) - \\log p(z|x)`
-        at the generator side's draws, each averaged over the batch."""
-        fn = gen.nodes["x"]["fn"]
-        loc, scale = fn.mean, fn.stddev
-        old_loc, old_scale = cached["x_loc"], cached["x_scale"]
-        kl = (old_scale / scale).log() + (scale.pow(2) + (loc - old_loc).pow(2)) / (2 * old_scale.pow(2)) - 0.5
-        x_gen, z_gen = _value(gen, "x"), _value(gen, "z")
-        log_new = guide.conditional(x_gen).log_prob(z_gen)
-        log_old = guide.conditional(x_gen, encoder=self._old_encoder).log_prob(z_gen)
-        return _mean(_sum_per_point(kl)), _mean(log_old - log_new)
-
-
-__all__ = ["ALI_LOSSES", "REG_DRAWS", "AdversarialLoss", "GAN_GENERATOR_LOSSES", "Trace_AAE", "Trace_ALI", "Trace_GAN"]
+__all__ = ["REG_DRAWS", "AdversarialLoss", "GAN_GENERATOR_LOSSES", "Trace_AAE", "Trace_GAN"]

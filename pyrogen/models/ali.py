@@ -1,6 +1,6 @@
 r"""
 ALI/BiGAN as a Pyro model/guide pair and a discriminator on pairs :math:`(x, z)`, trained by
-the player losses of :class:`~pyrogen.infer.adversarial.Trace_ALI`.
+the player losses of :class:`~pyrogen.infer.ali.Trace_ALI`.
 
 In the unified framework (Su 2018, section 4.2) the encoder side
 :math:`p(z \mid x) \tilde p(x)` (Pyro's guide on data) and the generator side
@@ -16,7 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from pyrogen.infer.adversarial import ALI_LOSSES, AdversarialLoss, Trace_ALI
+from pyrogen.infer.adversarial import AdversarialLoss
+from pyrogen.infer.ali import ALI_LOSSES, Trace_ALI
 from pyrogen.models.gan import EncoderFacade, _generator_net
 from pyrogen.models.generator import NOISES, Discriminator, EncoderGuide, GeneratorModel
 from pyrogen.nn import JointDiscriminator, build_encoder
@@ -42,7 +43,7 @@ class ALI(EncoderFacade):
     :param str encoder: ``"gaussian"`` or ``"delta"``.
     :param str generator: ``"delta"`` or ``"gaussian"``.
     :param float generator_scale: the initial :math:`\sigma` of a Gaussian generator.
-    :param str loss: the encoder/generator loss, one of :data:`~pyrogen.infer.adversarial.ALI_LOSSES`
+    :param str loss: the encoder/generator loss, one of :data:`~pyrogen.infer.ali.ALI_LOSSES`
         (``"complete"`` needs a Gaussian encoder and generator).
     :param bool batch_norm: batch normalisation in the generator and the discriminator's data branch.
     """
