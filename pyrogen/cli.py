@@ -21,12 +21,9 @@ import pyro
 import torch
 
 from pyrogen.cli_parser import ADVERSARIAL, build_parser
+from pyrogen.cli_quality import ENCODER_MODELS, diagnosable, quality
 from pyrogen.data import load_dataset
 from pyrogen.train.config import TrainConfig
-
-#: the models whose encoder reads x alone: `reconstruct`, `encode` and the encoder metrics
-ENCODER_MODELS = ("vae", "dfcvae", "aae", "ali")
-
 
 def _default_binarize(args: argparse.Namespace) -> str:
     if args.binarize is not None:
@@ -265,7 +262,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     if config.model in ADVERSARIAL:
         result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
-                  **_quality(args, model, config, data, split)}
+                  **quality(args, model, config, data, split)}
         (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
     inputs = getattr(model, "inputs", lambda b: (b.x,))
@@ -304,51 +301,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if pair is not None:  # no latent variable: the estimate is exact
             result["baseline_nll"] = float(-elbo(*pair, batches).mean())
     if args.features is not None:
-        result.update(_quality(args, model, config, data, split))
+        result.update(quality(args, model, config, data, split))
     (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def _load_classifier(path: Path, data: Any, device: str) -> Any:
-    from pyrogen.train import load_run
-
-    classifier, config = load_run(path, "best", device)
-    if config.model != "classifier":
-        raise ValueError(f"--features {path} is a {config.model} run; it must be a "
-                         "`pyrogen train classifier` run")
-    if tuple(classifier.data_shape) != tuple(data.shape):
-        raise ValueError(f"--features {path} was trained on images of shape "
-                         f"{tuple(classifier.data_shape)}, but the run's data have shape {tuple(data.shape)}")
-    return classifier
-
-
-@torch.no_grad()
-def _quality(args: argparse.Namespace, model: Any, config: TrainConfig, data: Any, split: Any) -> dict[str, Any]:
-    """Sample-quality metrics in a classifier's feature space, and for a model with an encoder
-    the reconstruction error and a linear probe on its codes."""
-    from pyrogen.metrics import linear_probe_accuracy, reconstruction_error, sample_quality
-
-    if not hasattr(model, "sample"):
-        raise ValueError("--features: the model cannot sample")
-    if data.num_classes is None:
-        raise ValueError(f"--features needs a labelled data set; {data.name!r} has no labels")
-    classifier = _load_classifier(args.features, data, args.device)
-    x, y = split.images, split.labels
-    num = args.num_samples or len(x)
-    if len(data.train) < num:
-        raise ValueError(f"--num-samples {num} exceeds the {len(data.train)} training images that "
-                         "give the real-vs-real floor")
-    start = time.perf_counter()
-    g = torch.Generator().manual_seed(0)
-    result: dict[str, Any] = {"features": str(args.features), **sample_quality(
-        model, classifier, x, y, data.train.images, data.num_classes, num)}
-    if config.model in ENCODER_MODELS:
-        rec = torch.cat([model.reconstruct(b) for b in x.split(500)])
-        result.update(reconstruction_error(x, rec, generator=g))
-        train_codes = torch.cat([model.encode(b)[0] for b in data.train.images.split(500)])
-        codes = torch.cat([model.encode(b)[0] for b in x.split(500)])
-        result["linear_probe_accuracy"] = linear_probe_accuracy(train_codes, data.train.labels, codes, y)
-    result["quality_seconds"] = time.perf_counter() - start
     return result
 
 
@@ -454,7 +408,7 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     inputs = getattr(model, "inputs", lambda b: (b.x,))(batch)
     # a conditional model: diagnose q(z|x,y) against p(z|y)
     extra = {"condition": inputs[1]} if len(inputs) > 1 else {}
-    generative, surrogate = _diagnosable(model, config, inputs[0])
+    generative, surrogate = diagnosable(model, config, inputs[0])
     summary = diagnose(generative, model.guide, inputs[0], out, labels=batch.y, **extra,
                        obs_index=batch.index.tolist(), num_samples=args.num_samples,
                        num_predictive=args.num_predictive, history=history)
@@ -464,22 +418,6 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     for name, value in summary.items():
         print(f"{name:<{width}}  {value:.6g}")
     return {"out": str(out), "split": args.split, "binarize": data.binarize, **summary}
-
-
-def _diagnosable(model: Any, config: TrainConfig, x: torch.Tensor) -> tuple[Any, float | None]:
-    """The generative model to diagnose the guide against, and the scale of a surrogate
-    Gaussian likelihood when the model's own is a ``Delta`` (AAE, ALI)."""
-    if config.model not in ADVERSARIAL:
-        return model.model, None
-    if config.model == "gan" or getattr(model.guide, "noise", None) != "gaussian":
-        raise ValueError(f"a {config.model} run has no Gaussian encoder p(z|x) to diagnose (a gan has "
-                         "none; train an aae or ali with --encoder gaussian)")
-    if model.model.noise == "gaussian":
-        return model.model, None
-    # the maximum-likelihood scale of N(G(mu(x)), s^2 I) on these points
-    with torch.no_grad():
-        scale = float((x - model.reconstruct(x)).pow(2).mean().sqrt().clamp(min=1e-3))
-    return model.model.with_gaussian_noise(scale), scale
 
 
 def _read_history(run: Path) -> list[dict[str, Any]] | None:
