@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from pyrogen.cli_parser import batch_schedule
 from pyrogen.data import load_dataset
 from pyrogen.infer import elbo, log_likelihood
 from pyrogen.models import VAE
@@ -73,7 +74,7 @@ def main(args: argparse.Namespace) -> dict:
     config = TrainConfig(
         model="vae", model_config=vae.config, dataset="mnist", data_dir=str(args.data_dir),
         binarize="dynamic", validation_size=0, limit=args.limit, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine", lr_min=args.lr_min,
+        batch_size=args.batch_size, batch_schedule=args.batch_schedule, lr=args.lr, lr_schedule="cosine", lr_min=args.lr_min,
         kl_warmup=args.kl_warmup, objective=args.objective, num_particles=args.num_particles,
         device=args.device, seed=args.seed,
     )
@@ -105,6 +106,7 @@ def main(args: argparse.Namespace) -> dict:
         "eval_sec": eval_sec,
         "peak_rss_mb": peak_rss_mb(),
         "batch_size": args.batch_size,
+        "batch_schedule": args.batch_schedule,
         "schedule": f"adam lr {args.lr} cosine to {args.lr_min}, kl warm-up {args.kl_warmup} epochs",
         "init": args.init,
         "objective": args.objective,
@@ -125,6 +127,9 @@ if __name__ == "__main__":
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--epochs", type=int, default=328)
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-schedule", type=batch_schedule, default=[],
+                   help="later batch sizes, EPOCH:SIZE[,EPOCH:SIZE...]: from that (1-based) "
+                   "epoch on, e.g. 165:25")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-min", type=float, default=1e-5)
     p.add_argument("--kl-warmup", type=int, default=10)

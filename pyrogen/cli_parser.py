@@ -32,6 +32,21 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def batch_schedule(text: str) -> list[list[int]]:
+    """``"165:25,250:10"`` as ``[[165, 25], [250, 10]]`` (argparse type of ``--batch-schedule``)."""
+    try:
+        pairs = [[int(v) for v in item.split(":")] for item in text.replace(",", " ").split()]
+    except ValueError:
+        pairs = None
+    if not pairs or any(len(pair) != 2 or min(pair) < 1 for pair in pairs):
+        raise argparse.ArgumentTypeError(
+            f"expected EPOCH:SIZE pairs of positive integers separated by commas, e.g. 165:25, got {text!r}"
+        )
+    if any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:])):
+        raise argparse.ArgumentTypeError(f"the epochs must increase, got {text!r}")
+    return pairs
+
+
 def _positive(kind: type, name: str) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -213,6 +228,10 @@ def _add_train_parser(sub: Any) -> None:
                    help="mcem: MALA step size (default: %(default)s)")
     o.add_argument("--num-particles", type=_positive_int, default=1,
                    help="particles per data point (default: %(default)s)")
+    o.add_argument("--batch-schedule", type=batch_schedule, default=[],
+                   help="later batch sizes as EPOCH:SIZE[,EPOCH:SIZE...]: from that (1-based) "
+                   "epoch on, minibatches of SIZE, e.g. 165:25 (SVI models only; default: "
+                   "--batch-size throughout)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="(default: %(default)s)")
     o.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (default: %(default)s)")
     o.add_argument("--weight-decay", type=float, default=0.0, help="(default: %(default)s)")

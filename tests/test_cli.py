@@ -66,6 +66,8 @@ def test_an_existing_run_is_not_overwritten(capsys, tmp_path):
         (["train", "vae", "--epochs", "0"], "expected a positive integer, got '0'"),
         (["train", "vae", "--hidden", "a,b"], "expected comma-separated integers"),
         (["train", "vae", "--lr", "-1"], "expected a positive number"),
+        (["train", "vae", "--batch-schedule", "100-25"], "expected EPOCH:SIZE pairs"),
+        (["train", "vae", "--batch-schedule", "100:25,50:10"], "the epochs must increase"),
         (["train", "vae", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (["sample", "somewhere"], "the following arguments are required: --out"),
     ],

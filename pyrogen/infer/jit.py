@@ -37,8 +37,9 @@ class CompiledLoss(nn.Module):
     ``elbo.differentiable_loss(model, guide, *args, **kwargs)``, traced by
     ``torch.jit`` on its first call for each distinct set of keyword arguments
     (which are constants of the compiled graph, like ``num_data`` and
-    ``beta``) and replayed afterwards; the positional arguments are the graph's
-    inputs and must keep their shapes.
+    ``beta``) and of input shapes, and replayed afterwards; the positional
+    arguments are the graph's inputs (a new shape, e.g. another batch size, is
+    traced anew rather than trusting the tracer to have kept every size symbolic).
 
     Random draws (the reparameterised :math:`z \sim q(z \mid x)`) are part of
     the graph and are fresh on every call. As an ``nn.Module`` its
@@ -67,7 +68,7 @@ class CompiledLoss(nn.Module):
         self._compiled: dict[tuple, tuple[Any, tuple[torch.Tensor, ...]]] = {}
 
     def forward(self, *args: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        key = (len(args), tuple(sorted(kwargs.items())))
+        key = (tuple(tuple(a.shape) for a in args), tuple(sorted(kwargs.items())))
         if key not in self._compiled:
             self._compiled[key] = self._compile(args, kwargs)
         compiled, params = self._compiled[key]

@@ -2,7 +2,7 @@
 
 from pyrogen.train.adversarial import AdversarialTrainer, is_adversarial
 from pyrogen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pyrogen.train.config import TrainConfig, build_objective, kl_weight
+from pyrogen.train.config import TrainConfig, batch_size_at, build_objective, kl_weight
 from pyrogen.train.runs import load_run
 from pyrogen.train.trainer import NonFiniteLossError, Trainer, read_metrics
 
@@ -12,6 +12,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
+    "batch_size_at",
     "build_objective",
     "is_adversarial",
     "kl_weight",

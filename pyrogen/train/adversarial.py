@@ -52,6 +52,9 @@ class AdversarialTrainer(Trainer):
 
     def _build_optimisation(self) -> None:
         config = self.config
+        if config.batch_schedule:
+            raise ValueError("batch_schedule applies to the SVI trainer only; an adversarial "
+                             f"model trains at one batch_size, got batch_schedule={config.batch_schedule}")
         self.compiled = False
         self.player_losses = self.model.losses()
         groups = self.model.players()

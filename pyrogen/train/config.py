@@ -62,6 +62,10 @@ class TrainConfig:
         pass over the training data gives); the minibatches cycle through fresh shuffles.
     :param float d_lr: adversarial models: the discriminator's learning rate (``None``: ``lr``).
     :param list betas: Adam's :math:`(\beta_1, \beta_2)` (DCGAN: ``[0.5, 0.999]``).
+    :param list batch_schedule: pairs ``[epoch, size]``: from epoch ``epoch`` (1-based) on,
+        train with minibatches of ``size`` points instead of ``batch_size`` (e.g.
+        ``[[165, 25]]``: batch ``batch_size`` for epochs 1-164, then 25). Epochs strictly
+        increasing; the SVI trainer only (not adversarial models or EM).
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
@@ -76,6 +80,7 @@ class TrainConfig:
     limit: int | None = None
     epochs: int = 10
     batch_size: int = 100
+    batch_schedule: list[list[int]] = field(default_factory=list)
     objective: str = "elbo"
     num_particles: int = 1
     optimizer: str = "adam"
@@ -130,6 +135,7 @@ class TrainConfig:
                      "iterations_per_epoch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        self.batch_schedule = _check_batch_schedule(self.batch_schedule)
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
         if self.objective in ("iwae", "mcem") and (self.beta != 1.0 or self.kl_warmup):
@@ -166,6 +172,32 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)
+
+
+def _check_batch_schedule(schedule: Any) -> list[list[int]]:
+    try:
+        pairs = [[epoch, size] for epoch, size in schedule]
+    except (TypeError, ValueError):
+        raise ValueError(f"batch_schedule must be a list of [epoch, size] pairs, got {schedule!r}") from None
+    for epoch, size in pairs:
+        if not (isinstance(epoch, int) and isinstance(size, int) and epoch >= 1 and size >= 1):
+            raise ValueError(
+                f"batch_schedule pairs must be [epoch, size] with positive integers, got {[epoch, size]!r}"
+            )
+    epochs = [epoch for epoch, _ in pairs]
+    if any(b <= a for a, b in zip(epochs, epochs[1:])):
+        raise ValueError(f"batch_schedule epochs must be strictly increasing, got {epochs}")
+    return pairs
+
+
+def batch_size_at(config: TrainConfig, epoch: int) -> int:
+    """The minibatch size of epoch ``epoch`` (0-based): ``config.batch_size``, or the size of
+    the last ``config.batch_schedule`` pair whose (1-based) epoch has been reached."""
+    size = config.batch_size
+    for start, scheduled in config.batch_schedule:
+        if epoch + 1 >= start:
+            size = scheduled
+    return size
 
 
 def build_objective(config: TrainConfig) -> pyro.infer.ELBO:

@@ -42,6 +42,9 @@ def fit_mixture(model: nn.Module, data: DataSplits, config: TrainConfig,
     per iteration: ``train_loss`` is the mean negative log-likelihood per data
     point after that iteration (exact, not a bound).
     """
+    if config.batch_schedule:
+        raise ValueError("batch_schedule applies to the SVI trainer only, not to EM; "
+                         f"got batch_schedule={config.batch_schedule}")
     if data.binarize == "dynamic":
         raise ValueError("EM fits one fixed data set: load the data with binarize='static' "
                          "(--binarize static) for a Bernoulli mixture, not 'dynamic'")

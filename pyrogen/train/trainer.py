@@ -43,6 +43,7 @@ from pyrogen.train.checkpoint import (
 )
 from pyrogen.train.config import (
     TrainConfig,
+    batch_size_at,
     build_objective,
     build_optimizer,
     build_scheduler,
@@ -138,9 +139,10 @@ class Trainer:
         callbacks: list[Callable[[Trainer, dict[str, Any]], None]] | None = None,
     ) -> None:
         check_data_fits_model(model, data)
-        if len(data.train) < config.batch_size * _world_size():
+        largest = max([config.batch_size] + [size for _, size in config.batch_schedule])
+        if len(data.train) < largest * _world_size():
             raise ValueError(
-                f"batch_size {config.batch_size} (x {_world_size()} processes) is larger "
+                f"batch size {largest} (x {_world_size()} processes) is larger "
                 f"than the training split ({len(data.train)} points)"
             )
         pyro.clear_param_store()
@@ -284,11 +286,12 @@ class Trainer:
     def _run_epoch(self) -> dict[str, Any]:
         config, epoch = self.config, self.epoch
         beta = kl_weight(config, epoch)
+        batch_size = batch_size_at(config, epoch)
         kwargs = {"num_data": len(self.data.train)}
         if beta != 1.0:
             kwargs["beta"] = beta
         batches = self.data.train.batches(
-            config.batch_size,
+            batch_size,
             shuffle=True,
             drop_last=self.compiled,
             epoch=epoch,
@@ -300,7 +303,7 @@ class Trainer:
         bar = tqdm(
             batches,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            total=_num_batches(len(self.data.train), config.batch_size, self.compiled, self.world_size),
+            total=_num_batches(len(self.data.train), batch_size, self.compiled, self.world_size),
             disable=not self.progress or self.rank != 0,
             leave=False,
         )
@@ -327,6 +330,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "beta": beta,
             "binarize": self.data.binarize,
+            "batch_size": batch_size,
             "sec": time.perf_counter() - start,
             "steps": self.global_step,
         }
@@ -357,7 +361,7 @@ class Trainer:
         # A JIT loss traces its first call with extra executions that draw random
         # numbers; tracing outside the run's RNG stream keeps a resumed run
         # identical to one that was never stopped.
-        key = tuple(sorted(kwargs.items()))
+        key = (tuple(tuple(a.shape) for a in args), tuple(sorted(kwargs.items())))
         if key in self._compiled:
             return
         with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):

@@ -61,6 +61,23 @@ def test_keyword_arguments_get_their_own_graph():
     assert {id(p) for p in compiled.parameters()} == {id(p) for p in vae.parameters()}
 
 
+def test_another_batch_shape_gets_its_own_graph():
+    # a graph is traced for the shapes it saw; a batch of another size (a batch schedule)
+    # is traced anew instead of trusting the tracer to have kept every size symbolic
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
+    x = torch.bernoulli(torch.rand(20, 1, 8, 8))
+    compiled = CompiledLoss(TraceMeanField_ELBO(), vae.model, vae.guide)
+    elbo = TraceMeanField_ELBO()
+    compiled(x, num_data=100), compiled(x[:10], num_data=100)  # tracing draws random numbers
+    for batch in (x, x[:10]):
+        pyro.set_rng_seed(0)
+        ours = compiled(batch, num_data=100)
+        pyro.set_rng_seed(0)
+        pyros = elbo.differentiable_loss(vae.model, vae.guide, batch, num_data=100)
+        assert torch.allclose(ours, pyros, rtol=1e-5)
+    assert len(compiled._compiled) == 2
+
+
 def test_parameters_of_another_model_in_the_param_store_are_refused():
     first = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
     x = torch.bernoulli(torch.rand(4, 1, 8, 8))

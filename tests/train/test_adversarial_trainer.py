@@ -122,3 +122,8 @@ def test_iterations_per_epoch_cycle_through_fresh_shuffles(data):
     history = trainer.fit()  # 300 points in batches of 25: 12 per pass, 40 needed per epoch
     assert [r["iterations_in_epoch"] for r in history] == [20, 20]
     assert history[-1]["iterations"] == 40 and history[-1]["steps"] == 40 * 3
+
+
+def test_a_batch_schedule_is_refused_before_work(data):
+    with pytest.raises(ValueError, match="batch_schedule applies to the SVI trainer only"):
+        make(data, "gan", batch_schedule=[[2, 10]])

@@ -180,12 +180,45 @@ def test_shape_mismatch_is_refused(data):
         ({"lr_decay": 2.0}, r"lr_decay must be in \(0, 1\]"),
         ({"objective": "iwae", "beta": 0.5}, "objective 'iwae' .* needs beta=1"),
         ({"device": "tpu"}, "device must be a torch device"),
-        ({"batch_size": 10**6}, "batch_size 1000000 .* is larger than the training split"),
+        ({"batch_size": 10**6}, "batch size 1000000 .* is larger than the training split"),
+        ({"batch_schedule": [[2, 10**6]]}, "batch size 1000000 .* is larger than the training split"),
+        ({"batch_schedule": [[0, 25]]}, r"batch_schedule pairs must be \[epoch, size\] with positive"),
+        ({"batch_schedule": [[3, 25], [2, 10]]}, "batch_schedule epochs must be strictly increasing"),
+        ({"batch_schedule": [25]}, r"batch_schedule must be a list of \[epoch, size\] pairs"),
     ],
 )
 def test_bad_options_are_refused(data, options, message):
     with pytest.raises(ValueError, match=message):
         make_trainer(data, **options)
+
+
+def test_batch_schedule_sets_each_epochs_batch_size():
+    from pyrogen.train import batch_size_at
+
+    config = TrainConfig(batch_size=50, batch_schedule=[[3, 25], [5, 10]], device="cpu")
+    assert [batch_size_at(config, e) for e in range(6)] == [50, 50, 25, 25, 10, 10]
+    assert batch_size_at(TrainConfig(batch_size=7, device="cpu"), 100) == 7
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+def test_batch_schedule_trains_at_each_size_and_resumes_exactly(data, tmp_path, jit):
+    options = dict(batch_size=50, batch_schedule=[[3, 25]], jit=jit)
+    whole = make_trainer(data, tmp_path / "whole", epochs=4, **options)
+    history = whole.fit()
+    n = len(data.train)
+    per_epoch = [n // 50, n // 50, n // 25, n // 25] if jit else [-(-n // 50)] * 2 + [-(-n // 25)] * 2
+    assert [r["batch_size"] for r in history] == [50, 50, 25, 25]
+    assert [r["steps"] for r in history] == [sum(per_epoch[: i + 1]) for i in range(4)]
+    # the loss is per data point at either size
+    assert history[2]["train_loss"] == pytest.approx(history[1]["train_loss"], rel=0.2)
+    stopped = make_trainer(data, tmp_path / "stopped", epochs=2, **options)
+    stopped.fit()
+    resumed = make_trainer(data, tmp_path / "stopped", epochs=4, init_seed=9, **options)
+    resumed.resume()
+    resumed.fit()
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in history]
 
 
 def test_kl_warmup_and_lr_schedule(data):
