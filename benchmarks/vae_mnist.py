@@ -74,7 +74,8 @@ def main(args: argparse.Namespace) -> dict:
     config = TrainConfig(
         model="vae", model_config=vae.config, dataset="mnist", data_dir=str(args.data_dir),
         binarize="dynamic", validation_size=0, limit=args.limit, epochs=args.epochs,
-        batch_size=args.batch_size, batch_schedule=args.batch_schedule, lr=args.lr, lr_schedule="cosine", lr_min=args.lr_min,
+        batch_size=args.batch_size, batch_schedule=args.batch_schedule, lr=args.lr,
+        lr_schedule="cosine", lr_min=args.lr_min,
         kl_warmup=args.kl_warmup, objective=args.objective, num_particles=args.num_particles,
         device=args.device, seed=args.seed,
     )
@@ -127,7 +128,7 @@ if __name__ == "__main__":
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--epochs", type=int, default=328)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--batch-schedule", type=batch_schedule, default=[],
+    p.add_argument("--batch-schedule", type=batch_schedule, default=[], metavar="EPOCH:SIZE,...",
                    help="later batch sizes, EPOCH:SIZE[,EPOCH:SIZE...]: from that (1-based) "
                    "epoch on, e.g. 165:25")
     p.add_argument("--lr", type=float, default=1e-3)

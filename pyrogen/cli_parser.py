@@ -228,7 +228,7 @@ def _add_train_parser(sub: Any) -> None:
                    help="mcem: MALA step size (default: %(default)s)")
     o.add_argument("--num-particles", type=_positive_int, default=1,
                    help="particles per data point (default: %(default)s)")
-    o.add_argument("--batch-schedule", type=batch_schedule, default=[],
+    o.add_argument("--batch-schedule", type=batch_schedule, default=[], metavar="EPOCH:SIZE,...",
                    help="later batch sizes as EPOCH:SIZE[,EPOCH:SIZE...]: from that (1-based) "
                    "epoch on, minibatches of SIZE, e.g. 165:25 (SVI models only; default: "
                    "--batch-size throughout)")
