@@ -82,9 +82,10 @@ def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             flag = "--no-batch-norm" if name == "batch_norm" else "--" + name.replace("_", "-")
             parser.error(f"{flag} only applies to `pyrogen train {'|'.join(models)}`")
     if args.model in ADVERSARIAL:
-        if args.kl_warmup or args.beta != 1.0 or args.objective != "elbo" or args.num_particles != 1:
+        if (args.kl_warmup or args.beta != 1.0 or args.objective != "elbo" or args.num_particles != 1
+                or args.batch_schedule):
             parser.error(f"a {args.model} is trained by adversarial losses: --objective, "
-                         "--num-particles, --beta and --kl-warmup do not apply")
+                         "--num-particles, --beta, --kl-warmup and --batch-schedule do not apply")
         return _adversarial_config(args)
     if args.model == "mixture":
         return dict(num_components=args.num_components or 10,

@@ -68,6 +68,7 @@ def test_an_existing_run_is_not_overwritten(capsys, tmp_path):
         (["train", "vae", "--lr", "-1"], "expected a positive number"),
         (["train", "vae", "--batch-schedule", "100-25"], "expected EPOCH:SIZE pairs"),
         (["train", "vae", "--batch-schedule", "100:25,50:10"], "the epochs must increase"),
+        (["train", "gan", "--batch-schedule", "5:10"], "--kl-warmup and --batch-schedule do not apply"),
         (["train", "vae", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (["sample", "somewhere"], "the following arguments are required: --out"),
     ],
