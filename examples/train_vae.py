@@ -7,7 +7,10 @@ pictures, TensorBoard); the same folder works with ``pyrogen evaluate`` and
 
     python examples/train_vae.py --out runs/example          # digits, no download
     python examples/train_vae.py --dataset mnist --data-dir ../shared/data/mnist \\
-        --hidden 200,200 --latent-dim 50 --epochs 50 --out runs/mnist
+        --hidden 200,200 --latent-dim 50 --epochs 50 --ema-decay 0.999 --out runs/mnist
+
+With ``--ema-decay`` the trainer also keeps a moving average of the weights; the
+example scores and pictures the average (``trainer.averaged()``).
 """
 
 from __future__ import annotations
@@ -36,14 +39,15 @@ def main(args: argparse.Namespace) -> dict:
         binarize="dynamic", limit=300 if args.smoke else None,
         epochs=1 if args.smoke else args.epochs, batch_size=args.batch_size,
         lr_schedule="cosine", lr_min=1e-5, kl_warmup=0 if args.smoke else 5,
-        device=args.device, seed=args.seed,
+        device=args.device, seed=args.seed, ema_decay=0.9 if args.smoke else args.ema_decay,
     )
     trainer = Trainer(vae, data, config, args.out, progress=not args.smoke)
     history = trainer.fit()
 
     test = torch.cat([b.x for b in data.test.to(args.device).batches(500, seed=args.seed)])
-    ll = log_likelihood(vae.model, vae.guide, test, num_samples=10 if args.smoke else 1000)
-    save_image_grid(vae.sample(64), args.out / "example_samples.png")
+    with trainer.averaged():  # the averaged weights, if ema_decay > 0
+        ll = log_likelihood(vae.model, vae.guide, test, num_samples=10 if args.smoke else 1000)
+        save_image_grid(vae.sample(64), args.out / "example_samples.png")
     result = {"epochs": len(history), "valid_loss": history[-1].get("valid_loss"),
               "test_nll": float(-ll.mean()), "bits_per_dim": float(bits_per_dim(ll.mean(), test[0].numel()))}
     print(result)
@@ -58,6 +62,8 @@ if __name__ == "__main__":
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="average the weights with this decay, e.g. 0.999 (default: 0, none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("runs/example"))

@@ -83,9 +83,10 @@ def _model_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             parser.error(f"{flag} only applies to `pyrogen train {'|'.join(models)}`")
     if args.model in ADVERSARIAL:
         if (args.kl_warmup or args.beta != 1.0 or args.objective != "elbo" or args.num_particles != 1
-                or args.batch_schedule):
+                or args.batch_schedule or args.ema_decay):
             parser.error(f"a {args.model} is trained by adversarial losses: --objective, "
-                         "--num-particles, --beta, --kl-warmup and --batch-schedule do not apply")
+                         "--num-particles, --beta, --kl-warmup, --batch-schedule and "
+                         "--ema-decay do not apply")
         return _adversarial_config(args)
     if args.model == "mixture":
         return dict(num_components=args.num_components or 10,
@@ -122,6 +123,7 @@ def _train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         validation_size=args.validation_size, limit=args.limit,
         epochs=args.epochs or (100 if args.model == "mixture" else 10),
         batch_size=args.batch_size, batch_schedule=list(args.batch_schedule),
+        ema_decay=args.ema_decay,
         objective=args.objective, num_particles=args.num_particles,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, lr_min=args.lr_min,
@@ -180,6 +182,9 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         raise ValueError("a mixture is fitted by EM in one go and cannot be resumed; start a new run")
     if config.model in ("classifier", "mixture") and (config.beta != 1.0 or config.kl_warmup):
         raise ValueError(f"a {config.model} has no KL term: --beta and --kl-warmup do not apply")
+    if config.model == "mixture" and (config.batch_schedule or config.ema_decay):
+        raise ValueError("a mixture is fitted by EM on the whole training split: "
+                         "--batch-schedule and --ema-decay do not apply")
     data = load_data(config)
     _complete_model_config(config, data, args)
     pyro.set_rng_seed(config.seed)  # the initial weights too depend on --seed only

@@ -64,6 +64,17 @@ _positive_int = _positive(int, "a positive integer")
 _positive_float = _positive(float, "a positive number")
 
 
+def _ema_decay(text: str) -> float:
+    """A decay in [0, 1) (argparse type of ``--ema-decay``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1) (0: none), got {text!r}")
+    return value
+
+
 def _at_least_two(text: str) -> int:
     value = _positive_int(text)
     if value < 2:
@@ -243,6 +254,11 @@ def _add_train_parser(sub: Any) -> None:
     o.add_argument("--lr-min", type=float, default=0.0, help="(default: %(default)s)")
     o.add_argument("--lr-milestones", type=_int_list, default=[],
                    help="epochs at which the step schedule decays, e.g. 100,200")
+    o.add_argument("--ema-decay", type=_ema_decay, default=0.0, metavar="D",
+                   help="keep an exponential moving average of the weights with decay D in "
+                   "(0, 1), e.g. 0.999 (memory about 1/(1-D) steps); validation, the best "
+                   "checkpoint, pictures, evaluate and sample use it (SVI models only; "
+                   "default: 0, none)")
     o.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm")
     o.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (default: 1)")
     o.add_argument("--kl-warmup", type=int, default=0,

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from clitools import last_json, run
 from pyrogen.cli import main
@@ -39,6 +40,29 @@ def test_train_evaluate_sample_resume(capsys, tmp_path):
     assert last_json(out)["epochs"] == 3
 
 
+def test_train_with_weight_averaging_then_evaluate_the_average(capsys, tmp_path):
+    from pyrogen.cli import load_data
+    from pyrogen.infer import elbo
+    from pyrogen.train import load_run
+
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "vae", "--out", run_dir, "--ema-decay", "0.9", *SMALL)
+    assert code == 0, err
+    assert json.loads((run_dir / "config.json").read_text())["train"]["ema_decay"] == 0.9
+    code, out, err = run(capsys, "evaluate", run_dir, "--iw-samples", "20", "--device", "cpu")
+    assert code == 0, err
+    reported = last_json(out)["elbo"]
+    # evaluate scores the averaged weights: recompute its test ELBO with either set
+    scores = {}
+    for averaged in (True, False):
+        model, config = load_run(run_dir, "best", "cpu", averaged=averaged)
+        torch.manual_seed(config.seed)
+        batches = [(b.x,) for b in load_data(config).test.batches(100, seed=config.seed)]
+        scores[averaged] = float(elbo(model.model, model.guide, batches).mean())
+    assert scores[True] == pytest.approx(reported, abs=1e-4)
+    assert scores[False] != pytest.approx(reported, abs=1e-4)
+
+
 def test_same_seed_same_run(capsys, tmp_path):
     losses = []
     for name in ("a", "b"):
@@ -68,7 +92,10 @@ def test_an_existing_run_is_not_overwritten(capsys, tmp_path):
         (["train", "vae", "--lr", "-1"], "expected a positive number"),
         (["train", "vae", "--batch-schedule", "100-25"], "expected EPOCH:SIZE pairs"),
         (["train", "vae", "--batch-schedule", "100:25,50:10"], "the epochs must increase"),
-        (["train", "gan", "--batch-schedule", "5:10"], "--kl-warmup and --batch-schedule do not apply"),
+        (["train", "gan", "--batch-schedule", "5:10"], "--batch-schedule and --ema-decay do not apply"),
+        (["train", "gan", "--ema-decay", "0.99"], "--batch-schedule and --ema-decay do not apply"),
+        (["train", "vae", "--ema-decay", "1"], "expected a number in [0, 1)"),
+        (["train", "vae", "--ema-decay", "x"], "expected a number in [0, 1), got 'x'"),
         (["train", "vae", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (["sample", "somewhere"], "the following arguments are required: --out"),
     ],

@@ -49,6 +49,10 @@ def test_mixture_refuses_what_em_cannot_do(capsys, tmp_path):
     code, out, err = run(capsys, "train", "mixture", "--kl-warmup", "3", "--out", tmp_path / "b",
                          "--device", "cpu")
     assert code == 1 and "no KL term" in err
+    code, out, err = run(capsys, "train", "mixture", "--ema-decay", "0.9", "--out", tmp_path / "c",
+                         "--device", "cpu")
+    assert code == 1 and "--batch-schedule and --ema-decay do not apply" in err
+    assert not (tmp_path / "c").exists()
     with pytest.raises(SystemExit):
         main(["train", "vae", "--num-components", "3"])
     assert "only apply to `pyrogen train mixture`" in capsys.readouterr().err

@@ -55,6 +55,9 @@ class AdversarialTrainer(Trainer):
         if config.batch_schedule:
             raise ValueError("batch_schedule applies to the SVI trainer only; an adversarial "
                              f"model trains at one batch_size, got batch_schedule={config.batch_schedule}")
+        if config.ema_decay:
+            raise ValueError("ema_decay applies to the SVI trainer only, not to adversarial models; "
+                             f"got ema_decay={config.ema_decay}")
         self.compiled = False
         self.player_losses = self.model.losses()
         groups = self.model.players()

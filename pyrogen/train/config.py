@@ -29,7 +29,7 @@ def default_device() -> str:
 
 @dataclass
 class TrainConfig:
-    """
+    r"""
     Everything a training run depends on; saved as ``config.json`` in the run
     folder and in every checkpoint.
 
@@ -66,6 +66,11 @@ class TrainConfig:
         train with minibatches of ``size`` points instead of ``batch_size`` (e.g.
         ``[[165, 25]]``: batch ``batch_size`` for epochs 1-164, then 25). Epochs strictly
         increasing; the SVI trainer only (not adversarial models or EM).
+    :param float ema_decay: keep an exponential moving average of the weights with this
+        decay :math:`d \in (0, 1)` (:class:`~pyrogen.train.ExponentialAverage`; memory about
+        :math:`1/(1-d)` optimiser steps), used for validation, the best checkpoint, the
+        pictures and :func:`~pyrogen.train.load_run`; 0 (the default): none. The SVI
+        trainer only.
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
@@ -81,6 +86,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 100
     batch_schedule: list[list[int]] = field(default_factory=list)
+    ema_decay: float = 0.0
     objective: str = "elbo"
     num_particles: int = 1
     optimizer: str = "adam"
@@ -136,6 +142,9 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self.batch_schedule = _check_batch_schedule(self.batch_schedule)
+        if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay!r}")
+        self.ema_decay = float(self.ema_decay)
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
         if self.objective in ("iwae", "mcem") and (self.beta != 1.0 or self.kl_warmup):

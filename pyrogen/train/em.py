@@ -45,6 +45,9 @@ def fit_mixture(model: nn.Module, data: DataSplits, config: TrainConfig,
     if config.batch_schedule:
         raise ValueError("batch_schedule applies to the SVI trainer only, not to EM; "
                          f"got batch_schedule={config.batch_schedule}")
+    if config.ema_decay:
+        raise ValueError("ema_decay applies to the SVI trainer only, not to EM; "
+                         f"got ema_decay={config.ema_decay}")
     if data.binarize == "dynamic":
         raise ValueError("EM fits one fixed data set: load the data with binarize='static' "
                          "(--binarize static) for a Bernoulli mixture, not 'dynamic'")

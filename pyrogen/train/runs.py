@@ -34,16 +34,22 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
 
 
 def load_run(
-    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu"
+    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu",
+    averaged: bool = True,
 ) -> tuple[nn.Module, TrainConfig]:
     """
     Rebuild the model a run trained, with its weights, on ``device``, and
     return it (in eval mode) with the run's :class:`TrainConfig`. Clears Pyro's
     parameter store, as a new model's parameters must not be shadowed by old names.
+
+    :param bool averaged: for a run trained with ``ema_decay``, load the moving average of
+        the weights (the default) rather than the weights of the last optimiser step.
     """
     state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location="cpu")
     pyro.clear_param_store()
     model = build_model(state["model_name"], **state["model_config"])
     model.load_state_dict(state["model_state"])
+    if averaged and "average" in state:
+        model.load_state_dict(state["average"]["average"], strict=False)
     config = TrainConfig.from_dict({**state["config"], "device": str(device)})
     return model.to(device).eval(), config

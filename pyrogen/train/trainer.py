@@ -19,6 +19,7 @@ rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from pyrogen.data import DataSplits, Split
 from pyrogen.infer.jit import CompiledLoss
+from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checkpoint import (
     atomic_write,
     get_rng_state,
@@ -114,6 +116,12 @@ class Trainer:
         run_dir/tensorboard/           scalars and images, if tensorboard is installed
 
     Losses are reported per data point (nats), whatever the batch size.
+    With ``config.ema_decay`` the trainer keeps an exponential moving average of
+    the weights (:class:`~pyrogen.train.ExponentialAverage`), updated after every
+    optimiser step; the validation loss, the best checkpoint and the pictures use the
+    averaged weights, checkpoints hold both, and :func:`~pyrogen.train.load_run` loads
+    the average. After :meth:`fit` the model holds its own (last) weights;
+    ``with trainer.averaged():`` swaps the average in.
     Pyro's global parameter store is cleared when a trainer is built, so names
     left by an earlier model cannot shadow this model's parameters.
 
@@ -125,7 +133,8 @@ class Trainer:
     :param callbacks: functions ``callback(trainer, record)`` called after each
         epoch's validation, before the checkpoint is written; they may add
         entries to the epoch's ``record`` (e.g. a test log-likelihood). They
-        run outside the run's random number stream, so they cannot change it.
+        run outside the run's random number stream, so they cannot change it,
+        and see the model's own weights (``trainer.averaged()`` gives the average).
     """
 
     def __init__(
@@ -156,6 +165,7 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self._build_optimisation()
         broadcast_module(self.model)  # every rank starts from rank 0's weights
+        self.average = self._build_average()
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -176,6 +186,26 @@ class Trainer:
         self.params = [p for p in self.loss.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
+
+    def _build_average(self) -> ExponentialAverage | None:
+        """The moving average of the trained parameters, by their names in the model."""
+        if not self.config.ema_decay:
+            return None
+        trained = {id(p) for p in self.params}
+        named = {name: p for name, p in self.model.named_parameters() if id(p) in trained}
+        if len(named) != len(trained):
+            raise ValueError("ema_decay averages the model's parameters, but the loss trains "
+                             f"{len(trained) - len(named)} parameter(s) that are not the model's")
+        return ExponentialAverage(named, self.config.ema_decay)
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        """A context in which the model holds the averaged weights (a no-op without
+        ``config.ema_decay``)::
+
+            with trainer.averaged():
+                ll = log_likelihood(vae.model, vae.guide, x)
+        """
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def _score(self, record: dict[str, Any]) -> float:
         """What the best checkpoint minimises: the validation loss, else the training loss."""
@@ -203,7 +233,7 @@ class Trainer:
             "best_valid": self.best_valid,
             "bad_epochs": self.bad_epochs,
             "rng": get_rng_state(),
-        }
+        } | ({"average": self.average.state_dict()} if self.average is not None else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model_state"])
@@ -214,6 +244,8 @@ class Trainer:
         self.history = list(state["history"])
         self.best_valid = float(state["best_valid"])
         self.bad_epochs = int(state["bad_epochs"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         self._restore_rng(state)
 
     def _restore_rng(self, state: dict[str, Any]) -> None:
@@ -336,7 +368,8 @@ class Trainer:
         }
         self.scheduler.step()
         if len(self.data.valid):
-            record["valid_loss"] = self.evaluate_loss(self.data.valid)
+            with self.averaged():
+                record["valid_loss"] = self.evaluate_loss(self.data.valid)
             if not math.isfinite(record["valid_loss"]):
                 raise NonFiniteLossError(
                     f"the validation loss became {record['valid_loss']} after epoch {epoch + 1}; "
@@ -355,6 +388,8 @@ class Trainer:
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_norm)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         return loss.item()
 
     def _compile(self, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> None:
@@ -414,7 +449,8 @@ class Trainer:
         training = self.model.training
         self.model.eval()
         try:
-            return self._draw_pictures()
+            with self.averaged():
+                return self._draw_pictures()
         finally:
             self.model.train(training)
 

@@ -127,3 +127,8 @@ def test_iterations_per_epoch_cycle_through_fresh_shuffles(data):
 def test_a_batch_schedule_is_refused_before_work(data):
     with pytest.raises(ValueError, match="batch_schedule applies to the SVI trainer only"):
         make(data, "gan", batch_schedule=[[2, 10]])
+
+
+def test_weight_averaging_is_refused_before_work(data):
+    with pytest.raises(ValueError, match="ema_decay applies to the SVI trainer only"):
+        make(data, "gan", ema_decay=0.99)
