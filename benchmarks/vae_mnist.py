@@ -46,9 +46,14 @@ def curve_callback(test_x: torch.Tensor, every: int, num_samples: int):
             model = trainer.model
             ll = log_likelihood(model.model, model.guide, test_x, num_samples=num_samples)
             record[f"test_subset_nll_is{num_samples}"] = float(-ll.mean())
+            shown = {"test_subset_nll": record[f"test_subset_nll_is{num_samples}"]}
+            if trainer.average is not None:
+                with trainer.averaged():
+                    ll = log_likelihood(model.model, model.guide, test_x, num_samples=num_samples)
+                record[f"test_subset_nll_is{num_samples}_averaged"] = float(-ll.mean())
+                shown["averaged"] = record[f"test_subset_nll_is{num_samples}_averaged"]
             print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "lr", "beta", "sec")}
-                             | {"test_subset_nll": record[f"test_subset_nll_is{num_samples}"]}),
-                  flush=True)
+                             | shown), flush=True)
     return callback
 
 
@@ -64,6 +69,17 @@ def glorot_init(vae: VAE, train_images: torch.Tensor, seed: int) -> None:
         out.bias.copy_(torch.logit(mean))
 
 
+def score(vae: VAE, test_x: torch.Tensor, args: argparse.Namespace) -> dict:
+    """Test NLL by IS-``args.iw_samples`` (with its standard error), test ELBO, and the seconds
+    the IS estimate took."""
+    torch.manual_seed(args.seed)
+    test_elbo = elbo(vae.model, vae.guide, test_x, batch_size=500)
+    start = time.perf_counter()
+    ll = log_likelihood(vae.model, vae.guide, test_x, num_samples=args.iw_samples, batch_size=100)
+    return {"test_nll": float(-ll.mean()), "test_nll_stderr": float(ll.std() / len(ll) ** 0.5),
+            "test_elbo": float(test_elbo.mean()), "eval_sec": time.perf_counter() - start}
+
+
 def main(args: argparse.Namespace) -> dict:
     data = load_dataset("mnist", args.data_dir, binarize="dynamic", validation_size=0,
                         seed=args.seed, limit=args.limit)
@@ -75,12 +91,13 @@ def main(args: argparse.Namespace) -> dict:
         model="vae", model_config=vae.config, dataset="mnist", data_dir=str(args.data_dir),
         binarize="dynamic", validation_size=0, limit=args.limit, epochs=args.epochs,
         batch_size=args.batch_size, batch_schedule=args.batch_schedule, lr=args.lr,
-        lr_schedule="cosine", lr_min=args.lr_min,
+        lr_schedule="cosine", lr_min=args.lr_min, ema_decay=args.ema_decay,
         kl_warmup=args.kl_warmup, objective=args.objective, num_particles=args.num_particles,
         device=args.device, seed=args.seed,
     )
-    # one fixed Bernoulli draw of the test set, as every model is scored on the same images
-    test_x = torch.cat([b.x for b in data.test.batches(1000, seed=args.seed)]).to(args.device)
+    # one fixed Bernoulli draw of the test set (seed 0 whatever the training seed), so every
+    # model and every training seed is scored on the same images
+    test_x = torch.cat([b.x for b in data.test.batches(1000, seed=0)]).to(args.device)
     callbacks = [curve_callback(test_x[: args.curve_points], args.curve_every, args.curve_samples)]
     trainer = Trainer(vae, data, config, args.out, progress=False, callbacks=callbacks)
     if args.resume:
@@ -88,33 +105,36 @@ def main(args: argparse.Namespace) -> dict:
     history = trainer.fit()
 
     vae.eval()
-    torch.manual_seed(args.seed)
-    test_elbo = elbo(vae.model, vae.guide, test_x, batch_size=500)
-    start = time.perf_counter()
-    ll = log_likelihood(vae.model, vae.guide, test_x, num_samples=args.iw_samples, batch_size=100)
-    eval_sec = time.perf_counter() - start
+    last_weights = {}
+    if trainer.average is not None:  # the last step's own weights, scored before the average
+        last_weights = {f"{k}_last_weights": v for k, v in score(vae, test_x, args).items()}
+        trainer.average.copy_to_params()  # the run's result: the averaged weights
+    scores = score(vae, test_x, args)
     key = f"test_subset_nll_is{args.curve_samples}"
     return {
         "benchmark": "vae_mnist",
-        "test_nll": float(-ll.mean()),
-        "test_nll_stderr": float(ll.std() / len(ll) ** 0.5),
-        "test_elbo": float(test_elbo.mean()),
+        **{k: v for k, v in scores.items() if k != "eval_sec"},
         "epochs": len(history),
         "binarization": "dynamic",
         "iw_samples": args.iw_samples,
-        "test_points": len(ll),
+        "test_points": len(test_x),
         "sec_per_epoch": sum(r["sec"] for r in history) / len(history),
-        "eval_sec": eval_sec,
+        "eval_sec": scores["eval_sec"],
         "peak_rss_mb": peak_rss_mb(),
         "batch_size": args.batch_size,
         "batch_schedule": args.batch_schedule,
-        "schedule": f"adam lr {args.lr} cosine to {args.lr_min}, kl warm-up {args.kl_warmup} epochs",
+        "schedule": f"adam lr {args.lr} cosine to {args.lr_min}, kl warm-up {args.kl_warmup} epochs"
+                    + (f", weights averaged (ema {args.ema_decay})" if args.ema_decay else ""),
         "init": args.init,
         "objective": args.objective,
         "num_particles": args.num_particles,
+        "ema_decay": args.ema_decay,
+        **last_weights,
         "reference_nll": 86.76,
         "curve": [{"epoch": r["epoch"], "train_loss": r["train_loss"], "lr": r["lr"],
-                   "test_subset_nll": r.get(key)} for r in history if key in r],
+                   "test_subset_nll": r.get(key)}
+                  | ({"test_subset_nll_averaged": r[key + "_averaged"]} if key + "_averaged" in r else {})
+                  for r in history if key in r],
         "device": args.device,
         "threads": torch.get_num_threads(),
     }
@@ -134,6 +154,9 @@ if __name__ == "__main__":
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-min", type=float, default=1e-5)
     p.add_argument("--kl-warmup", type=int, default=10)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="score an exponential moving average of the weights with this decay "
+                   "(0: none); the last step's own weights are scored too (*_last_weights)")
     p.add_argument("--iw-samples", type=int, default=5000)
     p.add_argument("--curve-every", type=int, default=25)
     p.add_argument("--curve-points", type=int, default=1000)
