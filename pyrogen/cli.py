@@ -449,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             init_distributed(args.device)  # under torchrun: join the process group
             me = rank()
             result = _train(args, parser)
+            shutdown(wait=True)  # every rank done before any leaves the group
         elif args.command == "evaluate":
             result = _evaluate(args)
         elif args.command == "diagnose":

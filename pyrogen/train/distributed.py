@@ -92,9 +92,13 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
     return dist.get_world_size() > 1
 
 
-def shutdown() -> None:
-    """Leave the process group, if any."""
+def shutdown(wait: bool = False) -> None:
+    """Leave the process group, if any; with ``wait``, first wait for every rank to get
+    here (after a run that ended normally: rank 0 may still be writing files, and a rank
+    that tears its connections down while another is still at work can abort it)."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -62,8 +62,9 @@ def test_torchrun_cli_end_to_end_and_resume(tmp_path):
     done = _torchrun("-m", "pyrogen", "train", "vae", *common, "--epochs", "3", "--out", whole, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count('"run"') == 1  # rank 0 speaks for the job
-    assert _torchrun("-m", "pyrogen", "train", "vae", *common, "--epochs", "1", "--out", part,
-                     cwd=tmp_path).returncode == 0
+    stopped = _torchrun("-m", "pyrogen", "train", "vae", *common, "--epochs", "1", "--out", part,
+                        cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
     resumed = _torchrun("-m", "pyrogen", "train", "vae", "--resume", part, "--epochs", "3", "--device", "cpu",
                         "--no-progress", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
