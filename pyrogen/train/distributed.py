@@ -95,7 +95,9 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
 def shutdown(wait: bool = False) -> None:
     """Leave the process group, if any; with ``wait``, first wait for every rank to get
     here (after a run that ended normally: rank 0 may still be writing files, and a rank
-    that tears its connections down while another is still at work can abort it)."""
+    that tears its connections down while another is still at work can abort it). If
+    another rank failed, the barrier waits until the launcher ends the job (``torchrun``
+    does at once) or the process group's timeout."""
     if dist.is_available() and dist.is_initialized():
         if wait:
             dist.barrier()

@@ -50,6 +50,9 @@ def load_run(
     model = build_model(state["model_name"], **state["model_config"])
     model.load_state_dict(state["model_state"])
     if averaged and "average" in state:
-        model.load_state_dict(state["average"]["average"], strict=False)
+        result = model.load_state_dict(state["average"]["average"], strict=False)
+        if result.unexpected_keys:
+            raise CheckpointError(f"the checkpoint's weight average has parameters the model "
+                                  f"lacks: {result.unexpected_keys}")
     config = TrainConfig.from_dict({**state["config"], "device": str(device)})
     return model.to(device).eval(), config

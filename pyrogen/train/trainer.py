@@ -245,6 +245,9 @@ class Trainer:
         self.best_valid = float(state["best_valid"])
         self.bad_epochs = int(state["bad_epochs"])
         if self.average is not None:
+            if "average" not in state:
+                raise ValueError("ema_decay is set, but the checkpoint holds no weight average "
+                                 "(its run was trained without ema_decay)")
             self.average.load_state_dict(state["average"])
         self._restore_rng(state)
 
@@ -292,6 +295,8 @@ class Trainer:
             pretrained = {}
             if fresh and _needs_baseline(self.model):
                 pretrained = train_baseline(self)
+                if self.average is not None:  # average from the pretrained baseline on
+                    self.average = self._build_average()
             while self.epoch < self.config.epochs:
                 record = self._run_epoch()
                 record.update(pretrained)

@@ -7,7 +7,14 @@ import torch
 
 from pyrogen.data import load_dataset
 from pyrogen.models import VAE
-from pyrogen.train import ExponentialAverage, TrainConfig, Trainer, load_checkpoint, load_run
+from pyrogen.train import (
+    ExponentialAverage,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    load_run,
+    save_checkpoint,
+)
 
 
 def follow(values, decay, start=0.0):
@@ -125,3 +132,28 @@ def test_resume_with_an_average_equals_an_uninterrupted_run(data, tmp_path):
 def test_bad_ema_decay_is_refused(decay):
     with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
         TrainConfig(ema_decay=decay, device="cpu")
+
+
+def test_resuming_a_run_without_an_average_with_ema_decay_is_refused(data, tmp_path):
+    make_trainer(data, tmp_path, epochs=1, ema_decay=0.0).fit()
+    with pytest.raises(ValueError, match=r"other options: ema_decay=0.0 \(now 0.9\)"):
+        make_trainer(data, tmp_path, epochs=2).resume()
+    # a checkpoint written before ema_decay existed has neither the option nor an average
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    del state["config"]["ema_decay"]
+    save_checkpoint(state, path)
+    with pytest.raises(ValueError, match="holds no weight average"):
+        make_trainer(data, tmp_path, epochs=2).resume()
+
+
+def test_load_run_refuses_an_average_that_does_not_fit_the_model(data, tmp_path):
+    from pyrogen.train import CheckpointError
+
+    make_trainer(data, tmp_path, epochs=1).fit()
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    state["average"]["average"]["stranger.weight"] = torch.zeros(2)
+    save_checkpoint(state, path)
+    with pytest.raises(CheckpointError, match="parameters the model lacks: .*stranger.weight"):
+        load_run(tmp_path, "last")

@@ -56,3 +56,13 @@ def test_label_conditioning_needs_labels():
     cvae = CVAE(unlabelled.shape, latent_dim=2, hidden=(8,))
     with pytest.raises(ValueError, match="conditions on class labels"):
         Trainer(cvae, unlabelled, TrainConfig(model="cvae", epochs=1, device="cpu"), None)
+
+
+def test_weight_averaging_starts_after_the_baseline(data):
+    trainer = make_trainer(data, epochs=1, ema_decay=0.9)
+    trainer.fit()
+    params = dict(trainer.model.named_parameters())
+    names = [n for n in trainer.average.average if ".baseline." in f".{n}"]
+    assert names
+    for name in names:  # the baseline does not move after its pretraining, nor does its average
+        assert torch.equal(trainer.average.average[name], params[name]), name
