@@ -32,7 +32,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyrogen.train.config import build_optimizer, build_scheduler
+from pyrogen.train.config import build_optimizer, build_scheduler, refuse_svi_only
 from pyrogen.train.distributed import average_buffers, average_gradients
 from pyrogen.train.trainer import NonFiniteLossError, Trainer, _num_batches, _sum_across_ranks
 
@@ -52,12 +52,7 @@ class AdversarialTrainer(Trainer):
 
     def _build_optimisation(self) -> None:
         config = self.config
-        if config.batch_schedule:
-            raise ValueError("batch_schedule applies to the SVI trainer only; an adversarial "
-                             f"model trains at one batch_size, got batch_schedule={config.batch_schedule}")
-        if config.ema_decay:
-            raise ValueError("ema_decay applies to the SVI trainer only, not to adversarial models; "
-                             f"got ema_decay={config.ema_decay}")
+        refuse_svi_only(config, "adversarial models")
         self.compiled = False
         self.player_losses = self.model.losses()
         groups = self.model.players()

@@ -199,6 +199,19 @@ def _check_batch_schedule(schedule: Any) -> list[list[int]]:
     return pairs
 
 
+#: options that only the SVI trainer applies
+SVI_ONLY = ("batch_schedule", "ema_decay")
+
+
+def refuse_svi_only(config: TrainConfig, trainer: str) -> None:
+    """Raise a ``ValueError``, before any work, if ``config`` sets an option that only the
+    SVI trainer applies (:data:`SVI_ONLY`); ``trainer`` names the one that cannot."""
+    for name in SVI_ONLY:
+        if getattr(config, name):
+            raise ValueError(f"{name} applies to the SVI trainer only, not to {trainer}; "
+                             f"got {name}={getattr(config, name)!r}")
+
+
 def batch_size_at(config: TrainConfig, epoch: int) -> int:
     """The minibatch size of epoch ``epoch`` (0-based): ``config.batch_size``, or the size of
     the last ``config.batch_schedule`` pair whose (1-based) epoch has been reached."""

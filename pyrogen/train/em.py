@@ -24,7 +24,7 @@ from torch import nn
 from pyrogen.data import DataSplits, Split
 from pyrogen.infer.em import exact_em, generalised_em
 from pyrogen.train.checkpoint import get_rng_state, save_checkpoint
-from pyrogen.train.config import TrainConfig
+from pyrogen.train.config import TrainConfig, refuse_svi_only
 from pyrogen.train.logging import RunLogger
 
 
@@ -42,12 +42,7 @@ def fit_mixture(model: nn.Module, data: DataSplits, config: TrainConfig,
     per iteration: ``train_loss`` is the mean negative log-likelihood per data
     point after that iteration (exact, not a bound).
     """
-    if config.batch_schedule:
-        raise ValueError("batch_schedule applies to the SVI trainer only, not to EM; "
-                         f"got batch_schedule={config.batch_schedule}")
-    if config.ema_decay:
-        raise ValueError("ema_decay applies to the SVI trainer only, not to EM; "
-                         f"got ema_decay={config.ema_decay}")
+    refuse_svi_only(config, "EM")
     if data.binarize == "dynamic":
         raise ValueError("EM fits one fixed data set: load the data with binarize='static' "
                          "(--binarize static) for a Bernoulli mixture, not 'dynamic'")

@@ -252,3 +252,17 @@ def test_a_new_trainer_does_not_overwrite_an_existing_run(data, tmp_path):
     with pytest.raises(ValueError, match="already holds a run .* call resume"):
         make_trainer(data, tmp_path, epochs=2).fit()
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("option", [{"batch_schedule": [[2, 25]]}, {"ema_decay": 0.99}],
+                         ids=["batch_schedule", "ema_decay"])
+def test_em_refuses_svi_only_options_before_work(tmp_path, option):
+    from pyrogen.models import Mixture
+    from pyrogen.train.em import fit_mixture
+
+    data = load_dataset("digits", binarize="static", limit=100)
+    config = TrainConfig(model="mixture", binarize="static", device="cpu", **option)
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=f"{name} applies to the SVI trainer only, not to EM"):
+        fit_mixture(Mixture(data.shape, num_components=3), data, config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
