@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from resumetools import assert_same_weights, stop_and_resume
+
 from pyrogen.data import load_dataset
 from pyrogen.models import AAE, ALI, GAN
 from pyrogen.train import AdversarialTrainer, NonFiniteLossError, TrainConfig, load_checkpoint, read_metrics
@@ -33,13 +35,9 @@ def make(data, name, run_dir=None, init_seed=0, **options):
 def test_resume_equals_an_uninterrupted_run(data, tmp_path, name):
     whole = make(data, name, tmp_path / "whole", epochs=3, g_steps=2)
     whole.fit()
-    stopped = make(data, name, tmp_path / "stopped", epochs=1, g_steps=2)
-    stopped.fit()
-    resumed = make(data, name, tmp_path / "stopped", epochs=3, g_steps=2, init_seed=7)
-    resumed.resume()
-    resumed.fit()
-    for (key, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), key
+    resumed = stop_and_resume(lambda *a, **k: make(data, name, *a, **k), tmp_path / "stopped",
+                              epochs=3, stop=1, g_steps=2)
+    assert_same_weights(whole.model, resumed.model)
     for player, opt in whole.optimizers.items():
         a, b = opt.state_dict()["state"], resumed.optimizers[player].state_dict()["state"]
         assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)

@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from resumetools import assert_same_weights, stop_and_resume
+
 from pyrogen.data import load_dataset
 from pyrogen.models import VAE
 from pyrogen.train import (
@@ -116,16 +118,12 @@ def test_without_ema_decay_there_is_no_average(data):
 def test_resume_with_an_average_equals_an_uninterrupted_run(data, tmp_path):
     whole = make_trainer(data, tmp_path / "whole", epochs=4)
     whole.fit()
-    stopped = make_trainer(data, tmp_path / "stopped", epochs=2)
-    stopped.fit()
-    resumed = make_trainer(data, tmp_path / "stopped", epochs=4, init_seed=9)
-    resumed.resume()
-    resumed.fit()
+    resumed = stop_and_resume(lambda *a, **k: make_trainer(data, *a, **k), tmp_path / "stopped",
+                              epochs=4, stop=2)
     assert resumed.average.updates == whole.average.updates
     for name, a in whole.average.average.items():
         assert torch.equal(a, resumed.average.average[name]), name
-    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(whole.model, resumed.model)
 
 
 @pytest.mark.parametrize("decay", [1.0, -0.1, "0.9"])

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from resumetools import assert_same_weights, stop_and_resume
+
 from pyrogen.data import load_dataset
 from pyrogen.models import CVAE
 from pyrogen.train import TrainConfig, Trainer
@@ -39,13 +41,9 @@ def test_baseline_trains_first_then_stays_fixed(data):
 def test_resume_after_the_baseline_equals_an_uninterrupted_run(data, tmp_path):
     whole = make_trainer(data, tmp_path / "whole", epochs=3)
     whole.fit()
-    stopped = make_trainer(data, tmp_path / "stopped", epochs=1)
-    stopped.fit()
-    resumed = make_trainer(data, tmp_path / "stopped", init_seed=5, epochs=3)
-    resumed.resume()
-    resumed.fit()
-    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    resumed = stop_and_resume(lambda *a, **k: make_trainer(data, *a, **k), tmp_path / "stopped",
+                              epochs=3, stop=1)
+    assert_same_weights(whole.model, resumed.model)
     assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
 
 

@@ -4,6 +4,8 @@ import pickle
 import pytest
 import torch
 
+from resumetools import assert_same_weights, stop_and_resume
+
 from pyrogen.data import load_dataset
 from pyrogen.models import VAE
 from pyrogen.train import (
@@ -211,13 +213,9 @@ def test_batch_schedule_trains_at_each_size_and_resumes_exactly(data, tmp_path, 
     assert [r["steps"] for r in history] == [sum(per_epoch[: i + 1]) for i in range(4)]
     # the loss is per data point at either size
     assert history[2]["train_loss"] == pytest.approx(history[1]["train_loss"], rel=0.2)
-    stopped = make_trainer(data, tmp_path / "stopped", epochs=2, **options)
-    stopped.fit()
-    resumed = make_trainer(data, tmp_path / "stopped", epochs=4, init_seed=9, **options)
-    resumed.resume()
-    resumed.fit()
-    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    resumed = stop_and_resume(lambda *a, **k: make_trainer(data, *a, **k), tmp_path / "stopped",
+                              epochs=4, stop=2, **options)
+    assert_same_weights(whole.model, resumed.model)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in history]
 
 

@@ -1,0 +1,20 @@
+"""Helpers for the tests that a resumed run equals one that was never stopped."""
+
+import torch
+
+
+def stop_and_resume(make, run_dir, epochs, stop, **options):
+    """Train ``stop`` epochs into ``run_dir``, then resume that run to ``epochs`` with a
+    trainer built from other initial weights (the checkpoint must overwrite them); return
+    the resumed trainer. ``make(run_dir, epochs=..., init_seed=..., **options)`` builds one."""
+    make(run_dir, epochs=stop, **options).fit()
+    resumed = make(run_dir, epochs=epochs, init_seed=9, **options)
+    resumed.resume()
+    resumed.fit()
+    return resumed
+
+
+def assert_same_weights(a, b):
+    """Two modules hold bit-identical parameters and buffers."""
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
