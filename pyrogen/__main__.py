@@ -1,8 +1,6 @@
 """``python -m pyrogen``: the same as the ``pyrogen`` command."""
 
-import sys
-
-from pyrogen.cli import main
+from pyrogen.cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -470,3 +471,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if me == 0:  # under torchrun, rank 0 speaks for the job
         print(json.dumps(result))
     return 0
+
+
+def console() -> None:
+    """
+    The ``pyrogen`` command (and ``python -m pyrogen``): :func:`main`, then exit with its code.
+
+    A process launched by ``torchrun`` leaves by ``os._exit`` once its output is flushed:
+    with torch 2.13 the gloo backend sometimes aborts the interpreter's shutdown (SIGABRT,
+    "terminate called without an active exception") after the work is done and the process
+    group destroyed, which would turn a finished run into a failed job.
+    """
+    from pyrogen.train.distributed import launched_by_torchrun
+
+    code = main()
+    if launched_by_torchrun():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

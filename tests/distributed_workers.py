@@ -1,10 +1,24 @@
 """Worker functions for the multi-process tests (spawned processes import them by name)."""
 
+import functools
 import os
+import sys
 
 import pyro
 import torch
 import torch.distributed as dist
+
+
+def _exits_hard(fn):
+    """End a spawned rank by ``os._exit(0)`` once ``fn`` returned (see ``pyrogen.cli.console``:
+    torch 2.13's gloo backend sometimes aborts the interpreter's shutdown after the work is done)."""
+    @functools.wraps(fn)
+    def run(*args):
+        fn(*args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return run
 
 
 def _join(rank, world_size, init_file):
@@ -25,6 +39,7 @@ def _model(name, seed):
     return GAN((1, 8, 8), latent_dim=4, arch="mlp", hidden=(32,), generator_loss="regularised")
 
 
+@_exits_hard
 def train(rank, world_size, init_file, name, batch_size, out_dir, init_seed_per_rank):
     """Train ``name`` on 300 digits for 2 epochs; save the final state and the divergence."""
     from pyrogen.data import load_dataset
@@ -51,6 +66,7 @@ def train(rank, world_size, init_file, name, batch_size, out_dir, init_seed_per_
             dist.destroy_process_group()
 
 
+@_exits_hard
 def svi(rank, world_size, init_file, out_dir):
     """A user's own SVI loop with DistributedOptim: the ranks stay in sync."""
     from pyro.infer import SVI, Trace_ELBO
