@@ -1,6 +1,7 @@
 """Worker functions for the multi-process tests (spawned processes import them by name)."""
 
 import functools
+import multiprocessing
 import os
 import sys
 
@@ -11,13 +12,15 @@ import torch.distributed as dist
 
 def _exits_hard(fn):
     """End a spawned rank by ``os._exit(0)`` once ``fn`` returned (see ``pyrogen.cli.console``:
-    torch 2.13's gloo backend sometimes aborts the interpreter's shutdown after the work is done)."""
+    torch 2.13's gloo backend sometimes aborts the interpreter's shutdown after the work is
+    done); called in the test's own process, ``fn`` just returns."""
     @functools.wraps(fn)
     def run(*args):
         fn(*args)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        if multiprocessing.parent_process() is not None:  # a spawned rank
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     return run
 
 
