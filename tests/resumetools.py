@@ -15,6 +15,8 @@ def stop_and_resume(make, run_dir, epochs, stop, **options):
 
 
 def assert_same_weights(a, b):
-    """Two modules hold bit-identical parameters and buffers."""
-    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(x, y), name
+    """Two modules hold bit-identical parameters and buffers, under the same names."""
+    a, b = a.state_dict(), b.state_dict()
+    assert list(a) == list(b)
+    for name, x in a.items():
+        assert torch.equal(x, b[name]), name
