@@ -395,7 +395,7 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
 
 def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     from pyrogen.diagnostics.report import diagnose
-    from pyrogen.train import load_run
+    from pyrogen.train import load_run, read_metrics
 
     if args.num_predictive > args.num_samples:
         raise ValueError(f"--num-predictive ({args.num_predictive}) must not exceed "
@@ -410,7 +410,7 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"run {args.run} has an empty {args.split} split")
     # one fixed binarisation draw, as `evaluate` scores
     batch = next(iter(split.batches(min(args.num_points, len(split)), seed=config.seed)))
-    history = _read_history(args.run)
+    history = read_metrics(args.run) if (args.run / "metrics.jsonl").is_file() else None
     out = args.out or args.run / f"diagnostics-{args.split}"
     pyro.set_rng_seed(args.seed)
     inputs = getattr(model, "inputs", lambda b: (b.x,))(batch)
@@ -426,13 +426,6 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     for name, value in summary.items():
         print(f"{name:<{width}}  {value:.6g}")
     return {"out": str(out), "split": args.split, "binarize": data.binarize, **summary}
-
-
-def _read_history(run: Path) -> list[dict[str, Any]] | None:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
