@@ -55,6 +55,8 @@ M-step :math:`\operatorname{argmax}_{q(x|z)} \mathbb{E}_{\tilde p(x)}
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import pyro
 import pyro.optim
 import pyro.poutine as poutine
@@ -62,15 +64,32 @@ import torch
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from torch import nn
 
-from pyrogen.models.mixture import MixtureModel
-from pyrogen.models.mixture_posterior import MixturePosterior
-
 LOSSES = ("trace", "enum")
 
 
-def _model_of(mixture: nn.Module) -> MixtureModel:
-    model = getattr(mixture, "model", mixture)
-    if not isinstance(model, MixtureModel):
+@runtime_checkable
+class EMModel(Protocol):
+    r"""
+    What EM needs of a latent-class model (:class:`~pyrogen.models.mixture.MixtureModel`
+    implements it): the joint :math:`\log p_\theta(x_n, z_n = k)` of every class, the
+    closed-form M-step from responsibilities, a check of the data's shape, and its exact
+    posterior as a Pyro guide. A protocol, so that :mod:`pyrogen.infer` does not import
+    :mod:`pyrogen.models`.
+    """
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def m_step(self, x: torch.Tensor, resp: torch.Tensor) -> None: ...
+
+    def check_data(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def exact_posterior(self, enumerate: bool = False) -> nn.Module: ...
+
+
+def _model_of(mixture: nn.Module) -> EMModel:
+    """The EM model itself, or the ``.model`` of a facade (:class:`~pyrogen.models.Mixture`)."""
+    model = mixture if isinstance(mixture, EMModel) else getattr(mixture, "model", None)
+    if not isinstance(model, EMModel):
         raise TypeError(f"mixture must be a Mixture or a MixtureModel, got {type(mixture).__name__}")
     return model
 
@@ -139,7 +158,7 @@ def exact_em(
     return history
 
 
-def _claim_param_names(model: MixtureModel, x: torch.Tensor) -> None:
+def _claim_param_names(model: EMModel, x: torch.Tensor) -> None:
     # Pyro's param store is global: a tensor another model left under the same
     # name ("loc", ...) would be the one SVI steps, not this model's own
     own = {id(p) for p in model.parameters()}
@@ -205,7 +224,7 @@ def generalised_em(
         raise ValueError(f"lr must be > 0, got {lr}")
     x = model.check_data(x)
     num_data = x.shape[0]
-    guide = MixturePosterior(model, enumerate=loss == "enum")
+    guide = model.exact_posterior(enumerate=loss == "enum")
     if loss == "enum":
         elbo = TraceEnum_ELBO(max_plate_nesting=1)
     else:

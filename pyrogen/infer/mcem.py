@@ -54,7 +54,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
 from pyrogen.infer.importance import _weights_and_guide_trace
-from pyrogen.models.util import check_data, data_plate
+from pyrogen.primitives import check_data, data_plate
 
 
 class SIRPosterior(PyroModule):
