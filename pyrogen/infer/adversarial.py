@@ -145,9 +145,15 @@ class AdversarialLoss(ELBO):
         on draws that the following steps reuse. A no-op for losses without a regulariser."""
 
     @property
+    def regularised(self) -> bool:
+        """Whether this player's loss has the paper's regulariser, so that its steps start
+        with a :meth:`snapshot`."""
+        return False
+
+    @property
     def reuses_batch(self) -> bool:
         """Whether the steps after a snapshot must reuse its minibatch (its draws are cached)."""
-        return bool(getattr(self, "regularised", False))
+        return self.regularised
 
     def clear_snapshot(self) -> None:
         self._snapshot = None

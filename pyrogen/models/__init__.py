@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
+from pyrogen.models.base import FIT_KINDS, Facade
 from pyrogen.models.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -23,26 +20,6 @@ from pyrogen.models.generator import Discriminator, EncoderGuide, GeneratorModel
 from pyrogen.models.mixture import BernoulliMixtureModel, GaussianMixtureModel, MixtureModel
 from pyrogen.models.mixture_posterior import Mixture, MixturePosterior
 from pyrogen.models.vae import VAE, VAEGuide, VAEModel
-
-#: model name -> facade class; every facade takes its ``config`` as keyword arguments.
-MODELS: dict[str, type[nn.Module]] = {
-    "vae": VAE,
-    "cvae": CVAE,
-    "mixture": Mixture,
-    "dfcvae": DFCVAE,
-    "classifier": ImageClassifier,
-    "gan": GAN,
-    "aae": AAE,
-    "ali": ALI,
-}
-
-
-def build_model(name: str, **config: Any) -> nn.Module:
-    """Build the model family ``name`` (a key of :data:`MODELS`) from its config."""
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {tuple(MODELS)}, got {name!r}")
-    return MODELS[name](**config)
-
 
 __all__ = [
     "AAE",
@@ -74,10 +51,10 @@ __all__ = [
     "ContinuousBernoulliLikelihood",
     "GaussianLikelihood",
     "LIKELIHOODS",
-    "MODELS",
     "VAE",
     "VAEGuide",
     "VAEModel",
     "build_likelihood",
-    "build_model",
+    "Facade",
+    "FIT_KINDS",
 ]

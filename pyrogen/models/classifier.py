@@ -39,6 +39,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyrogen.models.base import Facade
 from pyrogen.models.util import check_data, data_plate
 from pyrogen.nn.mlp import _check_event_shape, _check_int_sequence, _check_positive_int
 
@@ -200,7 +201,7 @@ class ClassifierGuide(PyroModule):
         return None
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(Facade):
     r"""
     A :class:`Classifier` with its Pyro model/guide pair, trainable by any SVI loop::
 
@@ -242,6 +243,7 @@ class ImageClassifier(nn.Module):
     def LAYERS(self) -> tuple[str, ...]:
         return self.net.LAYERS
 
+    fit = "supervised"
     #: the trainer checks that the data have labels
     needs_labels = True
 

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import constraints
 
 from pyrogen.data.quadrants import check_quadrants, condition_on_quadrants, visible_mask
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
@@ -354,6 +355,18 @@ class CVAE(ShapedFacade):
         if self.model.baseline is None:
             return None
         return self.model.baseline, EmptyGuide()
+
+    def baseline_done(self) -> bool:
+        """Whether the baseline network has been trained (a buffer, saved with the weights)."""
+        return self.model.baseline is None or bool(self.baseline_trained)
+
+    @property
+    def needs_binary_data(self) -> bool:
+        return self.model.likelihood.support is constraints.boolean
+
+    def scored_dimensions(self, num_dims: int) -> int:
+        """A quadrant model scores the hidden pixels only."""
+        return num_dims if self.visible is None else int((~self.visible).sum())
 
     def _labels(self, num_samples: int, y: int | torch.Tensor | None) -> torch.Tensor:
         device = self.model.prior_loc.device

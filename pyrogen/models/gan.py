@@ -39,8 +39,9 @@ class AdversarialFacade(ShapedFacade):
     steps in an iteration) and their losses (:meth:`losses`), and ``sample``/``decode``.
     """
 
-    #: the trainer reads this to run the alternating loop
-    adversarial = True
+    fit = "adversarial"
+    #: the players that need no data (a minibatch only sets their batch size)
+    data_free_players: tuple[str, ...] = ()
 
     def players(self) -> dict[str, list[nn.Module]]:
         raise NotImplementedError
@@ -64,6 +65,9 @@ class AdversarialFacade(ShapedFacade):
 class EncoderFacade(ReconstructMixin, AdversarialFacade):
     r"""An adversarial facade with an encoder (AAE, ALI): ``encode`` and ``reconstruct``
     (:math:`G(\mu(x))`, the generator's image of the encoder's location) too."""
+
+    has_encoder = True
+
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import constraints
 
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
 from pyrogen.models.util import (
@@ -153,6 +154,9 @@ class AmortisedFacade(ReconstructMixin, ShapedFacade):
     at the posterior mean :math:`z = \mu_\phi(x)`); a subclass defines :meth:`decode`.
     """
 
+    has_encoder = True
+
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""The location and scale of :math:`q_\phi(z \mid x)`."""
@@ -224,6 +228,10 @@ class VAE(AmortisedFacade):
         )
         self.model = VAEModel(decoder, latent_dim, data_shape, likelihood)
         self.guide = VAEGuide(encoder, data_shape)
+
+    @property
+    def needs_binary_data(self) -> bool:
+        return self.model.likelihood.support is constraints.boolean
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
