@@ -1,25 +1,31 @@
-"""The training loop, its configuration, checkpoints and run folders."""
+"""The training loop, its pluggable steps, its configuration, checkpoints and run folders."""
 
-from pyrogen.train.adversarial import AdversarialTrainer, is_adversarial
+from pyrogen.train.adversarial import AdversarialStep
 from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pyrogen.train.config import TrainConfig, batch_size_at, build_objective, kl_weight
-from pyrogen.train.runs import load_run
-from pyrogen.train.trainer import NonFiniteLossError, Trainer, read_metrics
+from pyrogen.train.config import CONFIG_GROUPS, TrainConfig, batch_size_at, build_objective, check_applies, kl_weight
+from pyrogen.train.elbo import ELBOStep
+from pyrogen.train.em import EMStep
+from pyrogen.train.step import NonFiniteLossError, Step
+from pyrogen.train.trainer import Trainer, default_step, read_metrics
 
 __all__ = [
-    "AdversarialTrainer",
+    "AdversarialStep",
+    "CONFIG_GROUPS",
     "CheckpointError",
+    "ELBOStep",
+    "EMStep",
     "ExponentialAverage",
     "NonFiniteLossError",
+    "Step",
     "TrainConfig",
     "Trainer",
     "batch_size_at",
     "build_objective",
-    "is_adversarial",
+    "check_applies",
+    "default_step",
     "kl_weight",
     "load_checkpoint",
-    "load_run",
     "read_metrics",
     "save_checkpoint",
 ]

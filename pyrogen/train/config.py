@@ -6,6 +6,7 @@ the torch optimiser, the learning-rate schedule and the KL weight schedule.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,7 @@ class TrainConfig:
     :param float ema_decay: keep an exponential moving average of the weights with this
         decay :math:`d \in (0, 1)` (:class:`~pyrogen.train.ExponentialAverage`; memory about
         :math:`1/(1-d)` optimiser steps), used for validation, the best checkpoint, the
-        pictures and :func:`~pyrogen.train.load_run`; 0 (the default): none. The SVI
+        pictures and :func:`~pyrogen.families.load_run`; 0 (the default): none. The SVI
         trainer only.
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
@@ -199,17 +200,49 @@ def _check_batch_schedule(schedule: Any) -> list[list[int]]:
     return pairs
 
 
-#: options that only the SVI trainer applies
-SVI_ONLY = ("batch_schedule", "ema_decay")
+#: TrainConfig's fields by group. A training step reads the groups it declares
+#: (:attr:`pyrogen.train.Step.groups`); a field of any other group must keep its default
+#: (:func:`check_applies`), so an option that cannot apply is refused, not ignored.
+CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
+    "family": ("model", "model_config"),
+    "data": ("dataset", "data_dir", "binarize", "validation_size", "limit"),
+    "run": ("epochs", "device", "seed", "num_pictures"),
+    "optimisation": ("batch_size", "optimizer", "lr", "weight_decay", "betas", "clip_norm"),
+    "schedule": ("lr_schedule", "lr_decay", "lr_min", "lr_milestones"),
+    "stopping": ("patience",),
+    "svi": ("batch_schedule", "ema_decay", "jit"),
+    "elbo": ("objective", "num_particles", "beta", "kl_warmup", "mcem_proposals", "mcmc_steps",
+             "mcmc_step_size"),
+    "adversarial": ("d_steps", "g_steps", "iterations_per_epoch", "d_lr"),
+    "em": ("em", "em_steps", "tol", "init"),
+}
+#: the groups every training step reads
+SHARED_GROUPS = ("family", "data", "run")
 
 
-def refuse_svi_only(config: TrainConfig, trainer: str) -> None:
-    """Raise a ``ValueError``, before any work, if ``config`` sets an option that only the
-    SVI trainer applies (:data:`SVI_ONLY`); ``trainer`` names the one that cannot."""
-    for name in SVI_ONLY:
-        if getattr(config, name):
-            raise ValueError(f"{name} applies to the SVI trainer only, not to {trainer}; "
-                             f"got {name}={getattr(config, name)!r}")
+def _field_defaults() -> dict[str, Any]:
+    values = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING and f.name != "device":
+            values[f.name] = f.default_factory()
+    return values
+
+
+def check_applies(config: TrainConfig, groups: tuple[str, ...], what: str) -> None:
+    """
+    Raise a ``ValueError``, before any work, if ``config`` sets a field outside ``groups``
+    (keys of :data:`CONFIG_GROUPS`) away from its default: an option ``what`` (e.g. "a gan,
+    trained by adversarial steps") cannot apply. The message names every such field.
+    """
+    allowed = {name for group in groups for name in CONFIG_GROUPS[group]}
+    defaults = _field_defaults()
+    wrong = [name for name, default in defaults.items()
+             if name not in allowed and getattr(config, name) != default]
+    if wrong:
+        given = ", ".join(f"{name}={getattr(config, name)!r}" for name in wrong)
+        raise ValueError(f"{given}: {'does' if len(wrong) == 1 else 'do'} not apply to {what}")
 
 
 def batch_size_at(config: TrainConfig, epoch: int) -> int:
@@ -262,6 +295,25 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> to
     if config.lr_schedule == "step":
         return sched.MultiStepLR(optimizer, milestones=list(config.lr_milestones), gamma=config.lr_decay)
     return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def scheduled_lr(config: TrainConfig, base_lr: float, epoch: int) -> float:
+    r"""
+    The learning rate of epoch ``epoch`` (0-based; epochs completed before it) in closed
+    form, for a schedule starting at ``base_lr``: ``constant``; ``exponential``,
+    :math:`\eta\, \gamma^{e}`; ``cosine``, :math:`\eta_{min} + (\eta - \eta_{min})
+    (1 + \cos(\pi e / E)) / 2` over ``config.epochs`` :math:`E`; ``step``,
+    :math:`\eta\, \gamma^{\#\{m \le e\}}` over the milestones. A resumed run whose
+    schedule options changed continues on this formula from the epoch it reached.
+    """
+    if config.lr_schedule == "exponential":
+        return base_lr * config.lr_decay ** epoch
+    if config.lr_schedule == "cosine":
+        progress = min(epoch, config.epochs) / config.epochs
+        return config.lr_min + (base_lr - config.lr_min) * (1 + math.cos(math.pi * progress)) / 2
+    if config.lr_schedule == "step":
+        return base_lr * config.lr_decay ** sum(m <= epoch for m in config.lr_milestones)
+    return base_lr
 
 
 def kl_weight(config: TrainConfig, epoch: int) -> float:

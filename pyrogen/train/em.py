@@ -1,31 +1,34 @@
 r"""
-Fitting a mixture model by EM into a run folder, as :class:`~pyrogen.train.Trainer`
-does for models trained by SVI: ``config.json``, ``metrics.jsonl`` (one line per
-EM iteration), ``checkpoints/{last,best}.pt`` (loadable by
-:func:`~pyrogen.train.load_run`) and a picture of the components.
+The EM step of :class:`~pyrogen.train.Trainer`: one EM iteration per epoch for a mixture
+(:class:`~pyrogen.models.Mixture`, ``fit = "em"``), so a mixture's run folder is written
+as any other's: ``metrics.jsonl`` (one line per iteration, the exact negative
+log-likelihood per data point), ``checkpoints/{last,best}.pt`` every iteration, the
+components' picture, and ``--resume``.
 
-Exact EM takes closed-form M-steps (:func:`~pyrogen.infer.em.exact_em`);
-generalised EM takes ``config.em_steps`` ``SVI`` steps of the exact expected
-complete-data log-likelihood per E-step (:func:`~pyrogen.infer.em.generalised_em`).
-EM works on the whole training split at once, so the data are a fixed tensor:
-static binarisation for Bernoulli mixtures, grey levels for Gaussian ones.
+Exact EM (``config.em = "exact"``) takes the E-step and the closed-form M-step
+(:meth:`~pyrogen.models.mixture.MixtureModel.m_step`), and stops as
+:func:`~pyrogen.infer.em.exact_em` and scikit-learn do: after the M-step of the first
+iteration whose E-step finds the mean log-likelihood changed by less than ``config.tol``.
+Generalised EM takes the E-step (:meth:`~pyrogen.models.mixture.MixturePosterior.e_step`)
+and ``config.em_steps`` gradient steps of the exact expected complete-data log-likelihood
+(``TraceEnum_ELBO`` with ``z`` enumerated) through the trainer's optimiser-step helper.
+EM works on the whole training split at once, so the data are a fixed tensor: static
+binarisation for Bernoulli mixtures, grey levels for Gaussian ones.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import pyro
 import torch
+from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
-from pyrogen.data import DataSplits, Split
-from pyrogen.infer.em import exact_em, generalised_em
-from pyrogen.train.checkpoint import get_rng_state, save_checkpoint
-from pyrogen.train.config import TrainConfig, refuse_svi_only
-from pyrogen.train.logging import RunLogger
+from pyrogen.data import Split
+from pyrogen.infer.em import e_step
+from pyrogen.train.config import SHARED_GROUPS, check_applies
+from pyrogen.train.step import Step, check_finite
 
 
 def split_tensor(model: nn.Module, split: Split, seed: int) -> torch.Tensor:
@@ -33,66 +36,80 @@ def split_tensor(model: nn.Module, split: Split, seed: int) -> torch.Tensor:
     return model.inputs(next(iter(split.batches(len(split), seed=seed))))[0]
 
 
-def fit_mixture(model: nn.Module, data: DataSplits, config: TrainConfig,
-                run_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """
-    Initialise ``model`` (a :class:`~pyrogen.models.Mixture`) from the training
-    data (``config.init``), fit it by ``config.em`` EM for at most
-    ``config.epochs`` iterations, and write the run folder. Returns one record
-    per iteration: ``train_loss`` is the mean negative log-likelihood per data
-    point after that iteration (exact, not a bound).
-    """
-    refuse_svi_only(config, "EM")
-    if data.binarize == "dynamic":
-        raise ValueError("EM fits one fixed data set: load the data with binarize='static' "
-                         "(--binarize static) for a Bernoulli mixture, not 'dynamic'")
-    device = torch.device(config.device)
-    model = model.to(device)
-    data = data.to(device)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None and (run_dir / "checkpoints" / "last.pt").exists():
-        raise ValueError(f"run folder {run_dir} already holds a run; choose another run_dir")
-    pyro.clear_param_store()
-    pyro.set_rng_seed(config.seed)
-    x = split_tensor(model, data.train, config.seed)
-    logger = RunLogger(run_dir, model, data, config)
-    logger.start()
-    start = time.perf_counter()
-    model.init_from_data(x, method=config.init, seed=config.seed)
-    if config.em == "exact":
-        lls = exact_em(model, x, num_iters=config.epochs, tol=config.tol)
-    else:
-        lls = generalised_em(model, x, num_iters=config.epochs, steps_per_iter=config.em_steps,
-                             lr=config.lr, batch_size=min(config.batch_size, len(x)))
-    seconds = time.perf_counter() - start
-    history = [{"epoch": t, "train_loss": -ll, "em": config.em, "binarize": data.binarize}
-               for t, ll in enumerate(lls[1:], start=1)]
-    final = history[-1] if history else {"epoch": 0, "train_loss": -lls[0]}
-    final["sec"] = seconds
-    if len(data.valid):
-        final["valid_loss"] = -float(model.log_likelihood(split_tensor(model, data.valid, config.seed)).mean())
-    try:
-        for record in history[:-1]:
-            logger.epoch_end(record, {})
-        logger.epoch_end(final, _pictures(model, config))
-        if run_dir is not None:
-            state = {
-                "model_name": config.model, "model_config": dict(model.config),
-                "model_state": model.state_dict(), "epoch": final["epoch"],
-                "global_step": final["epoch"], "config": config.to_dict(), "history": history,
-                "best_valid": final.get("valid_loss", final["train_loss"]), "bad_epochs": 0,
-                "rng": get_rng_state(),
-            }
-            for name in ("last", "best"):
-                save_checkpoint(state, run_dir / "checkpoints" / f"{name}.pt")
-    finally:
-        logger.close()
-    return history or [final]
+class EMStep(Step):
+    """One EM iteration per epoch, exact or generalised (``config.em``); see the module."""
 
+    groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS + ("optimisation", "schedule", "em")
+    description: ClassVar[str] = "EM"
+    batched: ClassVar[bool] = False
 
-@torch.no_grad()
-def _pictures(model: nn.Module, config: TrainConfig) -> dict[str, torch.Tensor]:
-    means = model.component_means()
-    if means.dim() != 4:  # not images
+    def bind(self, trainer: Any) -> None:
+        config, model = trainer.config, trainer.model
+        if config.em == "exact":
+            check_applies(config, SHARED_GROUPS + ("em",),
+                          "exact EM (closed-form M-steps, no optimiser)")
+        if trainer.world_size > 1:
+            raise ValueError("a mixture is fitted by EM in one process; run it without torchrun")
+        if trainer.data.binarize == "dynamic":
+            raise ValueError("EM fits one fixed data set: load the data with binarize='static' "
+                             "(--binarize static) for a Bernoulli mixture, not 'dynamic'")
+        self.x = split_tensor(model, trainer.data.train, config.seed)
+        self.previous: float | None = None  # the log-likelihood of the last iteration's E-step
+        self._current: tuple[float, torch.Tensor] | None = None
+        if config.em == "generalised":
+            self.guide = model.model.exact_posterior(enumerate=True)
+            self.elbo = TraceEnum_ELBO(max_plate_nesting=1)
+            self.params = [p for p in model.model.parameters() if p.requires_grad]
+            self.optimizer = trainer.add_optimizer("em", self.params)
+
+    def pre_phase(self, trainer: Any) -> dict[str, Any]:
+        config = trainer.config
+        trainer.model.init_from_data(self.x, method=config.init, seed=config.seed)
         return {}
-    return {"components": means.clamp(0, 1), "samples": model.sample(config.num_pictures).clamp(0, 1)}
+
+    def run_epoch(self, trainer: Any) -> dict[str, Any]:
+        config, model = trainer.config, trainer.model
+        start = time.perf_counter()
+        ll_before, resp = self._current or e_step(model, self.x)
+        converged = False
+        if config.em == "exact":
+            model.model.m_step(self.x, resp)
+            converged = self.previous is not None and abs(ll_before - self.previous) < config.tol
+        else:
+            self.guide.e_step()
+            num_data = len(self.x)
+            size = min(config.batch_size, num_data)
+            for _ in range(config.em_steps):
+                batch = self.x
+                if size < num_data:
+                    batch = self.x[torch.randperm(num_data, device=self.x.device)[:size]]
+                loss = self.elbo.differentiable_loss(model.model, self.guide, batch, num_data=num_data)
+                trainer.optimise(loss, self.params, self.optimizer, what="M-step loss")
+                trainer.global_step += 1
+        self.previous = ll_before
+        self._current = e_step(model, self.x)
+        check_finite(self._current[0], "log-likelihood", f"after EM iteration {trainer.epoch + 1}", trainer)
+        record = {"train_loss": -self._current[0], "em": config.em, "iterations": trainer.epoch + 1,
+                  "binarize": trainer.data.binarize, "sec": time.perf_counter() - start}
+        if converged:
+            record["converged"] = True
+        return record
+
+    def finished(self, record: dict[str, Any]) -> bool:
+        return bool(record.get("converged"))
+
+    @torch.no_grad()
+    def validation_loss(self, trainer: Any, split: Split) -> float:
+        """The exact negative log-likelihood per data point on ``split``."""
+        x = split_tensor(trainer.model, split, trainer.config.seed)
+        return -float(trainer.model.log_likelihood(x).mean())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"previous_log_likelihood": self.previous}
+
+    def load_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
+        self.previous = state.get("previous_log_likelihood")
+        self._current = None  # recomputed from the loaded parameters
+
+
+__all__ = ["EMStep", "split_tensor"]

@@ -12,32 +12,28 @@ fixed while the CVAE trains (its prediction enters the prior network under
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyro
 import torch
 
 from pyrogen.data.split import derive_seed
 from pyrogen.infer.jit import CompiledLoss
-
-if TYPE_CHECKING:
-    from pyrogen.train.trainer import Trainer
+from pyrogen.train.config import build_optimizer
+from pyrogen.train.step import sum_across_ranks
 
 #: a key mixed into the run's seed, so the baseline's batches differ from the CVAE's
 _BASELINE_STREAM = 1
 
 
-def train_baseline(trainer: Trainer) -> dict[str, Any]:
+def train_baseline(trainer: Any) -> dict[str, Any]:
     """
     Train ``trainer.model``'s baseline pair (``baseline_pair()``) for the
-    model's ``baseline_epochs`` with the trainer's optimiser settings, mark it
-    trained, and return its losses per data point (train, and validation when
-    the data have a validation split).
+    model's ``baseline_epochs`` with the trainer's optimiser settings and its
+    optimiser-step helper (clipping, NaN detection, ranks), mark it trained, and return
+    its losses per data point (train, and validation when the data have a validation
+    split). The pre-phase of :class:`~pyrogen.train.ELBOStep`.
     """
-    from pyrogen.train.config import build_optimizer
-    from pyrogen.train.distributed import average_gradients
-    from pyrogen.train.trainer import NonFiniteLossError, _sum_across_ranks
-
     model, guide = trainer.model.baseline_pair()
     config, epochs = trainer.config, int(trainer.model.config["baseline_epochs"])
     elbo = pyro.infer.Trace_ELBO(max_plate_nesting=1)
@@ -54,17 +50,10 @@ def train_baseline(trainer: Trainer) -> dict[str, Any]:
             rank=trainer.rank, world_size=trainer.world_size,
         ):
             loss = loss_fn(*trainer.inputs(batch), num_data=num_data)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if trainer.world_size > 1:
-                average_gradients(params)
-            optimizer.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLossError(f"the baseline network's loss became {value} in its "
-                                         f"epoch {epoch + 1}")
-            total, count = total + value, count + 1
-        train_loss = _sum_across_ranks(total / max(count, 1), trainer.device) / trainer.world_size
+            total += trainer.optimise(loss, params, optimizer, average=False,
+                                      what=f"baseline network's loss (its epoch {epoch + 1})")
+            count += 1
+        train_loss = sum_across_ranks(total / max(count, 1), trainer.device) / trainer.world_size
         train_loss /= num_data
     record: dict[str, Any] = {"baseline_epochs": epochs, "baseline_train_loss": train_loss}
     if len(trainer.data.valid):
@@ -75,18 +64,16 @@ def train_baseline(trainer: Trainer) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def baseline_loss(trainer: Trainer, split: Any) -> float:
+def baseline_loss(trainer: Any, split: Any) -> float:
     """The baseline's negative log-likelihood per data point on ``split`` (one fixed binarisation)."""
-    from pyrogen.train.trainer import _sum_across_ranks
-
     model, guide = trainer.model.baseline_pair()
     elbo = pyro.infer.Trace_ELBO(max_plate_nesting=1)
     total = 0.0
-    with torch.random.fork_rng(devices=trainer._rng_devices()), pyro.validation_enabled(False):
+    with torch.random.fork_rng(devices=trainer.rng_devices()), pyro.validation_enabled(False):
         for batch in split.batches(max(trainer.config.batch_size, 500), seed=trainer.config.seed,
                                    rank=trainer.rank, world_size=trainer.world_size):
             total += elbo.loss(model, guide, *trainer.inputs(batch))
-    return _sum_across_ranks(total, trainer.device) / len(split)
+    return sum_across_ranks(total, trainer.device) / len(split)
 
 
 __all__ = ["baseline_loss", "train_baseline"]

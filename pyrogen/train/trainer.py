@@ -1,20 +1,19 @@
 r"""
-One training loop for every pyrogen model/guide pair.
+One training loop for every pyrogen model: the epoch loop, run folder, checkpoints, exact
+resume, validation, early stopping, weight averaging, schedules, pictures and
+``torch.distributed``, around a pluggable :class:`~pyrogen.train.Step` that says what one
+epoch of this model's fitting does (an ELBO step, alternating adversarial players, an EM
+iteration), with one optimiser-step helper (:meth:`Trainer.optimise`) that every step uses.
 
-Each step evaluates a Pyro loss of the model and guide (the same
-``differentiable_loss`` that ``SVI.step`` uses), compiled once by
-:class:`~pyrogen.infer.CompiledLoss` (or, with ``jit=False``, Pyro's own
-``ELBOModule``), and takes one step of a single torch optimiser over all the
-pair's parameters. This is what ``SVI`` does, minus its per-parameter
-optimiser objects and the per-step Python work of tracing, which cost a small
-VAE about a third of its speed; the loop runs as fast as a hand-written PyTorch
-loop (``benchmarks/vae_throughput``).
-The model and guide stay plain Pyro, so a user's own
-``SVI(vae.model, vae.guide, Adam(...), Trace_ELBO())`` trains the same objects.
+For the ELBO family each step evaluates the same ``differentiable_loss`` that ``SVI.step``
+uses, compiled once by :class:`~pyrogen.infer.CompiledLoss`, and takes one step of a single
+torch optimiser over all the pair's parameters: ``SVI`` minus its per-parameter optimiser
+objects and per-step tracing (``benchmarks/vae_throughput``). The model and guide stay plain
+Pyro, so a user's own ``SVI(vae.model, vae.guide, Adam(...), Trace_ELBO())`` trains the same
+objects.
 
-The loop is ready for ``torch.distributed``: data are sharded by rank,
-gradients are averaged across ranks before each optimiser step, and only
-rank 0 writes files.
+Under ``torch.distributed`` data are sharded by rank, gradients are averaged across ranks
+before each optimiser step, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -22,74 +21,81 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyro
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
 from pyrogen.data import DataSplits, Split
-from pyrogen.infer.jit import CompiledLoss
+from pyrogen.models.base import Facade
+from pyrogen.train.adversarial import AdversarialStep
 from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checks import check_data_fits_model
-from pyrogen.train.checkpoint import (
-    atomic_write,
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
+from pyrogen.train.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from pyrogen.train.config import (
     TrainConfig,
     batch_size_at,
-    build_objective,
     build_optimizer,
     build_scheduler,
-    kl_weight,
+    check_applies,
+    scheduled_lr,
 )
-from pyrogen.train.distributed import (
-    average_buffers,
-    average_gradients,
-    broadcast_module,
-    gather_rng_states,
-    rank as _rank,
-    world_size as _world_size,
-)
+from pyrogen.train.distributed import average_gradients, broadcast_module, gather_rng_states
+from pyrogen.train.distributed import rank as _rank
+from pyrogen.train.distributed import world_size as _world_size
+from pyrogen.train.elbo import ELBOStep
+from pyrogen.train.em import EMStep
 from pyrogen.train.logging import RunLogger
-from pyrogen.train.pretrain import train_baseline
+from pyrogen.train.step import NonFiniteLossError, Step, check_finite
+
+#: options that may differ between a run and its resumption: where it runs, how long, and
+#: the learning-rate schedule (applied from the epoch reached on, and recorded in the history)
+RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "patience", "lr", "d_lr", "lr_schedule",
+                     "lr_decay", "lr_min", "lr_milestones")
+#: the changes that move the learning-rate schedule
+_SCHEDULE_CHANGES = ("lr", "d_lr", "lr_schedule", "lr_decay", "lr_min", "lr_milestones")
+
+#: the step for each :data:`~pyrogen.models.base.FIT_KINDS` a facade declares
+STEPS: dict[str, Callable[[], Step]] = {
+    "svi": ELBOStep,
+    "supervised": lambda: ELBOStep(supervised=True),
+    "adversarial": AdversarialStep,
+    "em": EMStep,
+}
 
 
-#: options that may differ between a run and its resumption
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir")
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+def default_step(model: nn.Module) -> Step:
+    """The step for the way ``model`` declares it is fitted (:attr:`Facade.fit
+    <pyrogen.models.base.Facade.fit>`; a model that declares nothing is fitted by its ELBO)."""
+    kind = model.fit if isinstance(model, Facade) else "svi"
+    return STEPS[kind]()
 
 
 class Trainer:
     """
-    Train a model facade (an ``nn.Module`` with ``.model`` and ``.guide``) on
-    a :class:`~pyrogen.data.DataSplits`, writing a run folder::
+    Train a facade (:class:`~pyrogen.models.base.Facade`: a VAE, CVAE, DFC-VAE, classifier,
+    GAN, AAE, ALI or mixture) on a :class:`~pyrogen.data.DataSplits`, writing a run folder::
 
         run_dir/config.json            the run's configuration
         run_dir/metrics.jsonl          one JSON line per epoch
         run_dir/checkpoints/last.pt    every epoch, written atomically
         run_dir/checkpoints/best.pt    the best validation loss so far
-        run_dir/samples.png            samples from fixed z, every epoch
-        run_dir/reconstructions.png    test images above their reconstructions
+        run_dir/samples.png, ...       the facade's training pictures, every epoch
         run_dir/tensorboard/           scalars and images, if tensorboard is installed
 
+    What an epoch does is the ``step``'s (default: the one the facade's ``fit`` names:
+    :class:`~pyrogen.train.ELBOStep`, :class:`~pyrogen.train.AdversarialStep` or
+    :class:`~pyrogen.train.EMStep`); options of ``config`` that the step does not read must
+    keep their defaults, or the trainer refuses them by name before any work.
     Losses are reported per data point (nats), whatever the batch size.
     With ``config.ema_decay`` the trainer keeps an exponential moving average of
     the weights (:class:`~pyrogen.train.ExponentialAverage`), updated after every
     optimiser step; the validation loss, the best checkpoint and the pictures use the
-    averaged weights, checkpoints hold both, and :func:`~pyrogen.train.load_run` loads
+    averaged weights, checkpoints hold both, and :func:`~pyrogen.families.load_run` loads
     the average. After :meth:`fit` the model holds its own (last) weights;
     ``with trainer.averaged():`` swaps the average in.
     Pyro's global parameter store is cleared when a trainer is built, so names
@@ -99,6 +105,7 @@ class Trainer:
     :param DataSplits data: the data; moved to ``config.device``.
     :param TrainConfig config: the options.
     :param run_dir: the run folder; ``None`` writes nothing.
+    :param Step step: what an epoch does (default: :func:`default_step`).
     :param bool progress: show a tqdm progress bar.
     :param callbacks: functions ``callback(trainer, record)`` called after each
         epoch's validation, before the checkpoint is written; they may add
@@ -114,16 +121,20 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path | None = None,
         *,
+        step: Step | None = None,
         progress: bool = True,
         callbacks: list[Callable[[Trainer, dict[str, Any]], None]] | None = None,
     ) -> None:
+        self.step = step if step is not None else default_step(model)
+        check_applies(config, self.step.groups, f"{self.step.description} (model {config.model!r})")
         check_data_fits_model(model, data)
-        largest = max([config.batch_size] + [size for _, size in config.batch_schedule])
-        if len(data.train) < largest * _world_size():
-            raise ValueError(
-                f"batch size {largest} (x {_world_size()} processes) is larger "
-                f"than the training split ({len(data.train)} points)"
-            )
+        if self.step.batched:
+            largest = max([config.batch_size] + [size for _, size in config.batch_schedule])
+            if len(data.train) < largest * _world_size():
+                raise ValueError(
+                    f"batch size {largest} (x {_world_size()} processes) is larger "
+                    f"than the training split ({len(data.train)} points)"
+                )
         pyro.clear_param_store()
         self.config = config
         self.device = torch.device(config.device)
@@ -133,7 +144,13 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.callbacks = list(callbacks or [])
-        self._build_optimisation()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.base_lrs: dict[str, float] = {}
+        self.closed_form = False  # the schedule follows scheduled_lr (after a change on resume)
+        self.resumed_changes: dict[str, list[Any]] = {}
+        self.params: list[nn.Parameter] = []
+        self.step.bind(self)
         broadcast_module(self.model)  # every rank starts from rank 0's weights
         self.average = self._build_average()
         self.epoch = 0
@@ -141,21 +158,72 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_valid = math.inf
         self.bad_epochs = 0
-        self._compiled: set = set()
         self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
 
-    def _build_optimisation(self) -> None:
-        """The loss, the parameters it trains, the optimiser and the schedule."""
-        config, model = self.config, self.model
-        self.objective = build_objective(config)
-        self.compiled = config.jit and config.objective != "mcem"  # the E-step samples by MCMC
-        if self.compiled:
-            self.loss = CompiledLoss(self.objective, model.model, model.guide)
-        else:
-            self.loss = self.objective(model.model, model.guide)
-        self.params = [p for p in self.loss.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(config, self.params)
-        self.scheduler = build_scheduler(config, self.optimizer)
+    # ------------------------------------------------------------ optimisation
+    def add_optimizer(self, name: str, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
+        """Register an optimiser over ``params`` (``config``'s kind, rate ``lr`` or
+        ``config.lr``) with its learning-rate schedule; both are checkpointed under ``name``."""
+        optimizer = build_optimizer(self.config, params, lr)
+        self.optimizers[name] = optimizer
+        self.schedulers[name] = build_scheduler(self.config, optimizer)
+        self.base_lrs[name] = self.config.lr if lr is None else lr
+        self.params.extend(params)
+        return optimizer
+
+    def _closed_form_schedule(self) -> None:
+        """Replace every schedule by its closed form (:func:`~pyrogen.train.config.scheduled_lr`)
+        from the current epoch on: how a resumed run applies changed schedule options."""
+        for name, optimizer in self.optimizers.items():
+            base = self.base_lrs[name]
+            for group in optimizer.param_groups:
+                group["initial_lr"] = base
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda e, base=base: scheduled_lr(self.config, base, e) / base,
+                last_epoch=self.epoch - 1)
+        self.closed_form = True
+
+    def optimise(self, loss: torch.Tensor, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                 *, what: str = "loss", where: str | None = None, average: bool = True) -> float:
+        """
+        The optimiser step every training step takes: check that ``loss`` is finite (else
+        :class:`~pyrogen.train.NonFiniteLossError` naming ``what`` and ``where``, by default
+        the epoch and the global step),
+        differentiate it with respect to ``params`` only, average the gradients across
+        ranks, clip them to ``config.clip_norm``, step ``optimizer`` and update the weight
+        average (unless ``average=False``). Returns the loss as a float.
+        """
+        value = loss.item()
+        where = where or f"at epoch {self.epoch + 1}, global step {self.global_step + 1}"
+        check_finite(value, what, where, self)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        if self.world_size > 1:
+            average_gradients(params)
+        if self.config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
+        optimizer.step()
+        if average and self.average is not None:
+            self.average.update()
+        return value
+
+    def progress_bar(self, total: int | None, iterable: Any = None) -> tqdm:
+        """The epoch's progress bar (rank 0 only, and only with ``progress``)."""
+        return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                    disable=not self.progress or self.rank != 0, leave=False)
+
+    def batch_size(self) -> int:
+        """The minibatch size of the current epoch (``config.batch_schedule``)."""
+        return batch_size_at(self.config, self.epoch)
+
+    def inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
+        """The positional arguments of model and guide for a batch (the facade's ``inputs``)."""
+        return tuple(self.model.inputs(batch)) if isinstance(self.model, Facade) else (batch.x,)
+
+    def rng_devices(self) -> list[torch.device]:
+        """The devices whose random state ``torch.random.fork_rng`` must save."""
+        return [self.device] if self.device.type == "cuda" else []
 
     def _build_average(self) -> ExponentialAverage | None:
         """The moving average of the trained parameters, by their names in the model."""
@@ -177,15 +245,10 @@ class Trainer:
         """
         return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
-    def _score(self, record: dict[str, Any]) -> float:
-        """What the best checkpoint minimises: the validation loss, else the training loss."""
-        return record.get("valid_loss", record["train_loss"])
-
-    def inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
-        """The positional arguments of model and guide for a batch: the facade's
-        ``inputs(batch)`` (e.g. ``(x, y)`` for a conditional model), else ``(x,)``."""
-        inputs = getattr(self.model, "inputs", None)
-        return tuple(inputs(batch)) if inputs is not None else (batch.x,)
+    @torch.no_grad()
+    def evaluate_loss(self, split: Split) -> float | None:
+        """The step's loss per data point on ``split`` (one fixed binarisation draw), or None."""
+        return self.step.validation_loss(self, split)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -194,8 +257,9 @@ class Trainer:
             "model_name": self.config.model,
             "model_config": dict(getattr(self.model, "config", {})),
             "model_state": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "scheduler": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "step": self.step.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "config": self.config.to_dict(),
@@ -203,13 +267,20 @@ class Trainer:
             "best_valid": self.best_valid,
             "bad_epochs": self.bad_epochs,
             "rng": get_rng_state(),
+            "closed_form_schedule": self.closed_form,
         } | ({"average": self.average.state_dict()} if self.average is not None else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        closed_form = bool(state.get("closed_form_schedule"))
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizer"][name])
+            if not closed_form:
+                self.schedulers[name].load_state_dict(state["scheduler"][name])
+        self.step.load_state_dict(state.get("step", {}), self)
         self.epoch = int(state["epoch"])
+        if closed_form:
+            self._closed_form_schedule()
         self.global_step = int(state["global_step"])
         self.history = list(state["history"])
         self.best_valid = float(state["best_valid"])
@@ -219,18 +290,19 @@ class Trainer:
                 raise ValueError("ema_decay is set, but the checkpoint holds no weight average "
                                  "(its run was trained without ema_decay)")
             self.average.load_state_dict(state["average"])
-        self._restore_rng(state)
-
-    def _restore_rng(self, state: dict[str, Any]) -> None:
-        """This rank's random state: its own when the checkpoint holds every rank's."""
-        ranks = state.get("rng_ranks")
+        ranks = state.get("rng_ranks")  # this rank's own random state, when saved per rank
         if self.world_size > 1 and ranks is not None and len(ranks) == self.world_size:
             set_rng_state(ranks[self.rank])
         else:
             set_rng_state(state["rng"])
 
-    def resume(self, path: str | Path | None = None) -> None:
-        """Continue from a checkpoint (default: ``run_dir/checkpoints/last.pt``)."""
+    def resume(self, path: str | Path | None = None) -> list[str]:
+        """
+        Continue from a checkpoint (default: ``run_dir/checkpoints/last.pt``). The
+        checkpoint's options must equal this trainer's, except :data:`RESUMABLE_CHANGES`
+        (epochs, device, data folder, learning-rate schedule, patience), which take this
+        trainer's values; returns the names of those that changed.
+        """
         if path is None:
             if self.run_dir is None:
                 raise ValueError("resume needs a checkpoint path or a run_dir")
@@ -245,12 +317,22 @@ class Trainer:
                 + ", ".join(f"{k}={theirs.get(k)!r} (now {ours[k]!r})" for k in differ)
             )
         self.load_state_dict(state)
+        changed = sorted(k for k in RESUMABLE_CHANGES if k in theirs and ours[k] != theirs[k])
+        moves_schedule = set(changed) & set(_SCHEDULE_CHANGES) or (
+            "epochs" in changed and self.config.lr_schedule == "cosine")
+        if moves_schedule and not self.closed_form:
+            self._closed_form_schedule()
+        # the next epoch's record says what changed (device and data folder say nothing of it)
+        self.resumed_changes = {k: [theirs[k], ours[k]] for k in changed
+                                if k not in ("device", "data_dir")}
         self.logger.rewrite_metrics(self.history)
         self.logger.saved(Path(path), self.epoch)
+        return changed
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> list[dict[str, Any]]:
-        """Train until ``config.epochs`` epochs are done or early stopping; return the history."""
+        """Train until ``config.epochs`` epochs are done, early stopping or convergence;
+        return the history."""
         fresh = self.epoch == 0 and not self.history
         last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
         if fresh and last is not None and last.exists() and self.rank == 0:
@@ -258,140 +340,54 @@ class Trainer:
                 f"run folder {self.run_dir} already holds a run ({last}); call resume() to "
                 "continue it, or choose another run_dir: a new run would overwrite it"
             )
+        if self.history and self.step.finished(self.history[-1]):
+            return self.history  # a converged run has nothing left to do
         self.logger.start()
         if fresh:  # each rank its own sampling noise; rank 0 draws what one process would
             pyro.set_rng_seed(self.config.seed + self.rank)
         try:
-            pretrained = {}
-            if fresh and _needs_baseline(self.model):
-                pretrained = train_baseline(self)
-                if self.average is not None:  # average from the pretrained baseline on
-                    self.average = self._build_average()
+            pretrained = self.step.pre_phase(self) if fresh else {}
+            if pretrained and self.average is not None:  # average from the pre-phase's end on
+                self.average = self._build_average()
             while self.epoch < self.config.epochs:
-                record = self._run_epoch()
-                record.update(pretrained)
+                record = self._epoch(pretrained)
                 pretrained = {}
-                with torch.random.fork_rng(devices=self._rng_devices()):
-                    for callback in self.callbacks:
-                        callback(self, record)
-                self.history.append(record)
-                improved = self._score(record) < self.best_valid
-                if improved:
-                    self.best_valid = self._score(record)
-                    self.bad_epochs = 0
-                else:
-                    self.bad_epochs += 1
-                self.epoch += 1
-                self._save(best=improved)
-                self.logger.epoch_end(record, self._pictures())
                 if self.config.patience and self.bad_epochs >= self.config.patience:
+                    break
+                if self.step.finished(record):
                     break
         finally:
             self.logger.close()
         return self.history
 
-    def _run_epoch(self) -> dict[str, Any]:
-        config, epoch = self.config, self.epoch
-        beta = kl_weight(config, epoch)
-        batch_size = batch_size_at(config, epoch)
-        kwargs = {"num_data": len(self.data.train)}
-        if beta != 1.0:
-            kwargs["beta"] = beta
-        batches = self.data.train.batches(
-            batch_size,
-            shuffle=True,
-            drop_last=self.compiled,
-            epoch=epoch,
-            seed=config.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
-        start, total, count = time.perf_counter(), 0.0, 0
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            total=_num_batches(len(self.data.train), batch_size, self.compiled, self.world_size),
-            disable=not self.progress or self.rank != 0,
-            leave=False,
-        )
-        for batch in bar:
-            with pyro.validation_enabled(self.global_step == 0):
-                loss = self._step(self.inputs(batch), kwargs)
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the loss became {loss} at epoch {epoch + 1}, step {count + 1} "
-                    f"(global step {self.global_step + 1}); {self.logger.last_good_message()}"
-                )
-            total += loss
-            count += 1
-            self.global_step += 1
-            if count % 10 == 0:
-                bar.set_postfix(loss=f"{loss / kwargs['num_data']:.2f}")
-            self.logger.step(self.global_step, loss / kwargs["num_data"])
-        average_buffers(self.model)  # batch norm's running statistics, equal on every rank
-        train_loss = _sum_across_ranks(total / max(count, 1), self.device) / self.world_size
-        train_loss /= kwargs["num_data"]
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "beta": beta,
-            "binarize": self.data.binarize,
-            "batch_size": batch_size,
-            "sec": time.perf_counter() - start,
-            "steps": self.global_step,
-        }
-        self.scheduler.step()
+    def _epoch(self, pretrained: dict[str, Any]) -> dict[str, Any]:
+        record = {"epoch": self.epoch + 1, **self.step.run_epoch(self)}
+        for scheduler in self.schedulers.values():
+            scheduler.step()
         if len(self.data.valid):
             with self.averaged():
-                record["valid_loss"] = self.evaluate_loss(self.data.valid)
-            if not math.isfinite(record["valid_loss"]):
-                raise NonFiniteLossError(
-                    f"the validation loss became {record['valid_loss']} after epoch {epoch + 1}; "
-                    f"{self.logger.last_good_message()}"
-                )
+                valid = self.evaluate_loss(self.data.valid)
+            if valid is not None:
+                check_finite(valid, "validation loss", f"after epoch {self.epoch + 1}", self)
+                record["valid_loss"] = valid
+        record.update(pretrained)
+        if self.resumed_changes:
+            record["resumed_with"] = self.resumed_changes
+            self.resumed_changes = {}
+        with torch.random.fork_rng(devices=self.rng_devices()):
+            for callback in self.callbacks:
+                callback(self, record)
+        self.history.append(record)
+        improved = self.step.score(record) < self.best_valid
+        if improved:
+            self.best_valid = self.step.score(record)
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        self.epoch += 1
+        self._save(best=improved)
+        self.logger.epoch_end(record, self._pictures())
         return record
-
-    def _step(self, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> float:
-        if self.compiled:
-            self._compile(args, kwargs)
-        loss = self.loss(*args, **kwargs)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.world_size > 1:
-            average_gradients(self.params)
-        if self.config.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_norm)
-        self.optimizer.step()
-        if self.average is not None:
-            self.average.update()
-        return loss.item()
-
-    def _compile(self, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> None:
-        # A JIT loss traces its first call with extra executions that draw random
-        # numbers; tracing outside the run's RNG stream keeps a resumed run
-        # identical to one that was never stopped.
-        key = (tuple(tuple(a.shape) for a in args), tuple(sorted(kwargs.items())))
-        if key in self._compiled:
-            return
-        with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
-            self.loss(*args, **kwargs)
-        self._compiled.add(key)
-
-    def _rng_devices(self) -> list[torch.device]:
-        return [self.device] if self.device.type == "cuda" else []
-
-    @torch.no_grad()
-    def evaluate_loss(self, split: Split, batch_size: int | None = None) -> float:
-        """The objective per data point on ``split`` (a fixed binarisation draw)."""
-        batch_size = batch_size or max(self.config.batch_size, 500)
-        total = 0.0
-        with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
-            torch.manual_seed(self.config.seed)
-            for batch in split.batches(batch_size, seed=self.config.seed, rank=self.rank,
-                                       world_size=self.world_size):
-                total += self.objective.loss(self.model.model, self.model.guide, *self.inputs(batch))
-        return _sum_across_ranks(total, self.device) / len(split)
 
     # ------------------------------------------------------------------ files
     def _save(self, best: bool) -> None:
@@ -417,51 +413,24 @@ class Trainer:
 
     @torch.no_grad()
     def _pictures(self) -> dict[str, torch.Tensor]:
-        if self.rank != 0 or self.run_dir is None or not hasattr(self.model, "decode"):
+        if self.rank != 0 or self.run_dir is None or not isinstance(self.model, Facade):
             return {}
         # in eval mode: batch norm must not update its running statistics after the
         # checkpoint was written, or a resumed run would differ from an uninterrupted one
         training = self.model.training
         self.model.eval()
         try:
-            with self.averaged():
-                return self._draw_pictures()
+            with self.averaged(), torch.random.fork_rng(devices=self.rng_devices()):
+                n = self.config.num_pictures
+                z = None
+                if self.model.latent_dim is not None:
+                    g = torch.Generator().manual_seed(self.config.seed)
+                    z = torch.randn(n, self.model.latent_dim, generator=g).to(self.device)
+                split = self.data.test if len(self.data.test) else self.data.train
+                batch = next(iter(split.batches(min(n // 2, len(split)), seed=self.config.seed)))
+                return self.model.training_pictures(z, batch.x, batch.y)
         finally:
             self.model.train(training)
-
-    def _draw_pictures(self) -> dict[str, torch.Tensor]:
-        n = self.config.num_pictures
-        if not hasattr(self, "_fixed_z"):
-            g = torch.Generator().manual_seed(self.config.seed)
-            self._fixed_z = torch.randn(n, self.model.latent_dim, generator=g).to(self.device)
-        if hasattr(self.model, "training_pictures"):
-            split = self.data.test if len(self.data.test) else self.data.train
-            with torch.random.fork_rng(devices=self._rng_devices()):
-                batch = next(iter(split.batches(n // 2, seed=self.config.seed)))
-                return self.model.training_pictures(self._fixed_z, batch.x, batch.y)
-        pictures = {"samples": self.model.decode(self._fixed_z)}
-        if hasattr(self.model, "reconstruct") and len(self.data.test):
-            x = self.data.test.images[: n // 2]
-            pictures["reconstructions"] = torch.cat([x, self.model.reconstruct(x)])
-        return pictures
-
-
-def _needs_baseline(model: nn.Module) -> bool:
-    pair = getattr(model, "baseline_pair", None)
-    return pair is not None and pair() is not None and not bool(model.baseline_trained)
-
-
-def _sum_across_ranks(value: float, device: torch.device) -> float:
-    if _world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t)
-
-
-def _num_batches(n: int, batch_size: int, drop_last: bool, world_size: int) -> int:
-    per_rank = n // world_size if drop_last else -(-n // world_size)
-    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -470,4 +439,4 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["NonFiniteLossError", "Trainer", "atomic_write", "read_metrics"]
+__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step", "read_metrics"]
