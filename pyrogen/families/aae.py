@@ -1,0 +1,25 @@
+"""The adversarial autoencoder family (``pyrogen train aae``): :class:`~pyrogen.models.AAE`."""
+
+from __future__ import annotations
+
+from pyrogen.families.adversarial import DIGITS, ENCODER, NETWORK, AdversarialFamily
+from pyrogen.families.options import Option
+from pyrogen.families.registry import register
+from pyrogen.models import AAE
+from pyrogen.models.generator import PRIORS
+
+
+@register
+class AAEFamily(AdversarialFamily):
+    name = "aae"
+    summary = "adversarial autoencoder with a Gaussian or mixture prior"
+    facade = AAE
+    options = NETWORK + (
+        ENCODER,
+        Option("prior", "the target prior q(z): gaussian N(0, I) or mixture (10 Gaussians on a "
+               "circle)", choices=PRIORS),
+        Option("recon_weight", "lambda, the weight of ||x - G(E(x))||^2", type=float),
+        Option("reg_weight", "weight of the encoder's analogue of Su's regulariser (0: off)",
+               type=float),
+    )
+    dataset_defaults = {"digits": DIGITS}

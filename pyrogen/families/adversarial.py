@@ -1,0 +1,69 @@
+"""
+What the adversarial families (GAN, AAE, ALI) share: their networks' options, Adam's betas
+of DCGAN, the sample-quality evaluation (they have no likelihood to estimate) and the
+diagnosis of a Gaussian encoder against a surrogate Gaussian likelihood.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pyrogen.families.base import Family, Request
+from pyrogen.families.options import Option, int_list
+from pyrogen.families.vae import HIDDEN, LATENT
+from pyrogen.models.base import Facade
+from pyrogen.models.generator import NOISES
+from pyrogen.train import TrainConfig
+
+ARCH = Option("arch", "mlp, or conv (DCGAN, 28x28 or 64x64 images)", choices=("mlp", "conv"))
+CHANNELS = Option("channels", "--arch conv: channels of the stride-2 stages, e.g. 64,128 "
+                  "(none: DCGAN's)", type=int_list)
+BATCH_NORM = Option("batch_norm", "batch normalisation in generator and discriminator", boolean=True)
+ENCODER = Option("encoder", "deterministic (delta) or gaussian encoder", choices=NOISES)
+#: the options of every adversarial facade's networks
+NETWORK = (LATENT, ARCH, HIDDEN, CHANNELS, BATCH_NORM)
+#: the 8x8 digits are too small for the DCGAN networks; these are the MLP settings that the
+#: command line used there before the families had per-data-set defaults
+DIGITS = {"latent_dim": 50, "arch": "mlp", "hidden": [400]}
+
+
+class AdversarialFamily(Family):
+    """A family fitted by alternating players (``fit = "adversarial"``)."""
+
+    #: DCGAN's Adam
+    train_overrides = {"betas": [0.5, 0.999]}
+
+    binarize_text = "none; static for binarized-mnist"
+
+    def binarize_for(self, model_options: dict[str, Any]) -> str:
+        return "none"
+
+    def evaluate(self, model: Facade, config: TrainConfig, data: Any, split: Any,
+                 request: Request) -> dict[str, Any]:
+        """Sample quality in a classifier's feature space (``--features``): an adversarial
+        model has no likelihood to estimate."""
+        from pyrogen.families.quality import quality
+
+        if request.features is None:
+            article = "an" if self.name[0] in "aeiou" else "a"
+            raise ValueError(f"{article} {self.name} has no likelihood to estimate: pass --features "
+                             "RUN, a `pyrogen train classifier` run on the same data set, for its "
+                             "sample-quality metrics")
+        return quality(request, model, data, split)
+
+    def diagnosable(self, model: Facade, x: torch.Tensor) -> tuple[Any, float | None]:
+        """A Gaussian encoder against the generator's likelihood, or, for a ``Delta``
+        generator, against :math:`N(G(\\mu(x)), s^2 I)` with the maximum-likelihood ``s``."""
+        if not model.has_encoder or model.guide.noise != "gaussian":
+            raise ValueError(f"a {self.name} run has no Gaussian encoder p(z|x) to diagnose (a gan "
+                             "has none; train an aae or ali with --encoder gaussian)")
+        if model.model.noise == "gaussian":
+            return model.model, None
+        with torch.no_grad():
+            scale = float((x - model.reconstruct(x)).pow(2).mean().sqrt().clamp(min=1e-3))
+        return model.model.with_gaussian_noise(scale), scale
+
+
+__all__ = ["AdversarialFamily", "ARCH", "BATCH_NORM", "CHANNELS", "DIGITS", "ENCODER", "NETWORK"]

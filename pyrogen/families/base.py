@@ -1,0 +1,232 @@
+r"""
+The contract of a model family: everything particular to a family that a user names
+(``pyrogen train gan``) sits in one :class:`Family` subclass, and the shared machinery
+(the command line, the trainer, ``evaluate``/``sample``/``diagnose``) asks it instead of
+comparing names.
+
+A family declares its facade (whose ``fit`` says how the trainer steps it), its own
+options (:class:`~pyrogen.families.options.Option`), the defaults that differ per data set,
+the training options whose defaults differ for it, and overrides the hooks whose default
+does not fit it. The defaults of its model options are the facade's own keyword
+defaults (read from its signature), so ``pyrogen train FAMILY`` and ``Facade(shape)`` build
+the same model; :meth:`Family.defaults` adds the per-data-set values that both read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from typing import Any, ClassVar
+
+import torch
+
+from pyrogen.data import DATASETS
+from pyrogen.families.options import Option
+from pyrogen.infer import bits_per_dim, elbo, log_likelihood
+from pyrogen.models.base import Facade
+from pyrogen.train import Step, TrainConfig
+from pyrogen.train.config import CONFIG_GROUPS
+from pyrogen.train.trainer import STEPS
+
+
+@dataclasses.dataclass
+class Request:
+    """What a command asks of a family beyond the run: ``pyrogen evaluate``'s and
+    ``pyrogen sample``'s options (fields a command does not have keep their defaults)."""
+
+    device: str = "cpu"
+    iw_samples: int = 1000
+    batch_size: int = 100
+    features: Any = None
+    num_samples: int | None = None
+    num: int = 64
+    label: int | None = None
+    completions: int = 3
+    seed: int = 0
+
+
+class Family:
+    """
+    Base class of the model families (:mod:`pyrogen.families`). A subclass sets the class
+    attributes and overrides the hooks whose defaults (those of a VAE-like model: an ELBO,
+    an importance-sampled likelihood, decoded samples) do not fit it.
+    """
+
+    #: the name a user types (``pyrogen train NAME``)
+    name: ClassVar[str]
+    #: one line for ``pyrogen train --help``
+    summary: ClassVar[str]
+    #: the facade class; its ``fit`` chooses the trainer's step
+    facade: ClassVar[type[Facade]]
+    #: the family's own options; model options are facade keywords
+    options: ClassVar[tuple[Option, ...]] = ()
+    #: data set -> the defaults that differ there (model options or TrainConfig fields)
+    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: TrainConfig fields whose default differs for this family on every data set
+    train_overrides: ClassVar[dict[str, Any]] = {}
+    #: how ``--binarize`` defaults, in words (see :meth:`binarize_for`)
+    binarize_text: ClassVar[str] = ("dynamic for the bernoulli likelihood, none otherwise; "
+                                    "static for binarized-mnist")
+
+    # ------------------------------------------------------------------ defaults
+    @property
+    def fit(self) -> str:
+        """How the trainer fits it (:attr:`Facade.fit <pyrogen.models.base.Facade.fit>`)."""
+        return self.facade.fit
+
+    def step(self) -> Step:
+        """A fresh training step for this family (:data:`pyrogen.train.trainer.STEPS`)."""
+        return STEPS[self.fit]()
+
+    def train_groups(self) -> tuple[str, ...]:
+        """The TrainConfig groups the family's training reads (its step's, shown by ``--help``)."""
+        return self.step().groups
+
+    def model_options(self) -> tuple[Option, ...]:
+        return tuple(o for o in self.options if o.facade)
+
+    def model_defaults(self, dataset: str | None = None) -> dict[str, Any]:
+        """The model options' defaults: the facade's keyword defaults, with the data set's
+        own values (:attr:`dataset_defaults`) where it has them."""
+        signature = inspect.signature(self.facade.__init__).parameters
+        values = {}
+        for option in self.model_options():
+            default = signature[option.name].default
+            values[option.name] = list(default) if isinstance(default, tuple) else default
+        overrides = self.dataset_defaults.get(dataset, {}) if dataset is not None else {}
+        values.update({k: v for k, v in overrides.items() if k in values})
+        return values
+
+    def train_defaults(self, dataset: str | None = None) -> dict[str, Any]:
+        """The defaults of the TrainConfig fields the family's training reads:
+        TrainConfig's, with :attr:`train_overrides` and the data set's own values."""
+        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        names = [n for g in self.train_groups() if g != "family" for n in CONFIG_GROUPS[g]]
+        defaults = TrainConfig()
+        values = {n: getattr(defaults, n) for n in names}
+        values.update(self.train_overrides)
+        overrides = self.dataset_defaults.get(dataset, {}) if dataset is not None else {}
+        values.update({k: v for k, v in overrides.items() if k in fields})
+        if dataset is not None:
+            values["dataset"] = dataset
+        values["binarize"] = self.default_binarize(values["dataset"], self.model_defaults(dataset))
+        return values
+
+    def defaults(self, dataset: str | None = None) -> dict[str, dict[str, Any]]:
+        """
+        The family's settings for a data set, read by the command line and the Python API
+        alike: ``{"model": facade keywords, "train": TrainConfig fields}``. ``None`` gives the
+        generic ones (the facade's own defaults). Example::
+
+            settings = pyrogen.families.get("gan").defaults("digits")
+            gan = GAN(data.shape, **settings["model"])
+            config = TrainConfig(model="gan", **settings["train"])
+        """
+        if dataset is not None and dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        return {"model": self.model_defaults(dataset), "train": self.train_defaults(dataset)}
+
+    def train_config(self, dataset: str = "digits", **options: Any) -> TrainConfig:
+        """A :class:`~pyrogen.train.TrainConfig` of this family for ``dataset``: its defaults
+        there, then ``options`` (TrainConfig fields, or ``model_config``)."""
+        values = {"model": self.name, **self.train_defaults(dataset), **options}
+        return TrainConfig(**values)
+
+    def default_binarize(self, dataset: str, model_options: dict[str, Any]) -> str:
+        """How the data are binarised when the user does not say: Larochelle's fixed draw for
+        ``binarized-mnist``, else the family's choice (:meth:`binarize_for`)."""
+        return "static" if dataset == "binarized-mnist" else self.binarize_for(model_options)
+
+    def binarize_for(self, model_options: dict[str, Any]) -> str:
+        """Dynamic binarisation for a Bernoulli likelihood, grey levels otherwise."""
+        return "dynamic" if model_options.get("likelihood") == "bernoulli" else "none"
+
+    # ------------------------------------------------------------------ building
+    def check(self, model_options: dict[str, Any]) -> None:
+        """Refuse, with a ``ValueError`` naming them, options that cannot go together."""
+
+    def complete(self, model_options: dict[str, Any], data: Any) -> None:
+        """Add the model options that come from the data set (classes, image shape)."""
+
+    def build(self, model_options: dict[str, Any], data: Any) -> Facade:
+        """The facade for ``data`` from the user's (completed) options."""
+        return self.facade(data.shape, **{o.name: model_options[o.name]
+                                          for o in self.model_options() if o.name in model_options})
+
+    def rebuild(self, model_config: dict[str, Any]) -> Facade:
+        """The facade from a saved ``model.config`` (a checkpoint's ``model_config``)."""
+        return self.facade(**model_config)
+
+    # ------------------------------------------------------------------ commands
+    def evaluate(self, model: Facade, config: TrainConfig, data: Any, split: Any,
+                 request: Request) -> dict[str, Any]:
+        """``pyrogen evaluate``: the ELBO and the importance-sampled log-likelihood per data
+        point (and bits per dimension) of ``split``, plus sample quality with ``--features``."""
+        from pyrogen.families.quality import quality
+
+        batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
+        start = time.perf_counter()
+        elbos = elbo(model.model, model.guide, batches)
+        lls = log_likelihood(model.model, model.guide, batches, num_samples=request.iw_samples)
+        result = {
+            "elbo": float(elbos.mean()),
+            "log_likelihood": float(lls.mean()),
+            "nll": float(-lls.mean()),
+            "bits_per_dim": float(bits_per_dim(lls.mean(), model.scored_dimensions(split.num_dims))),
+            "iw_samples": request.iw_samples,
+            "seconds": time.perf_counter() - start,
+        }
+        for key, value in self.evaluate_more(model, batches).items():
+            if value is None:  # the family says the figure does not apply
+                result.pop(key, None)
+            else:
+                result[key] = value
+        if request.features is not None:
+            result.update(quality(request, model, data, split))
+        return result
+
+    def evaluate_more(self, model: Facade, batches: list[tuple[torch.Tensor, ...]]) -> dict[str, Any]:
+        """Entries a family adds to :meth:`evaluate`'s result (``None`` removes one)."""
+        return {}
+
+    def sample(self, model: Facade, config: TrainConfig, data: Any | None, request: Request
+               ) -> tuple[torch.Tensor, int | None, dict[str, Any]]:
+        """``pyrogen sample``: the images to show, images per row (None: square), and what
+        the result JSON says of them."""
+        if request.label is not None:
+            raise ValueError(f"--label needs a label-conditioned model; the run trained a {self.name}")
+        return model.sample(request.num), None, {"num": request.num}
+
+    def needs_data_to_sample(self, model: Facade) -> bool:
+        """Whether :meth:`sample` draws from data (e.g. completions of test images)."""
+        return False
+
+    def diagnosable(self, model: Facade, x: torch.Tensor) -> tuple[Any, float | None]:
+        """``pyrogen diagnose``: the generative model to diagnose the guide against, and the
+        scale of a surrogate Gaussian likelihood where the model's own is a ``Delta``."""
+        return model.model, None
+
+
+def check_dataset_defaults(family: Family) -> None:
+    """Raise a ``ValueError`` if ``family.dataset_defaults`` names an unknown data set or option."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = {o.name for o in family.model_options()}
+    for dataset, values in family.dataset_defaults.items():
+        if dataset not in DATASETS:
+            raise ValueError(f"family {family.name!r}: unknown data set {dataset!r} in its defaults")
+        unknown = set(values) - fields - names
+        if unknown:
+            raise ValueError(f"family {family.name!r}: defaults for {dataset!r} name unknown "
+                             f"options {sorted(unknown)}")
+
+
+def summary_of(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last record's figures that ``pyrogen train`` prints."""
+    keys = ("train_loss", "valid_loss", "binarize", "iterations", "em", "converged")
+    last = history[-1]
+    return {"epochs": len(history),
+            **{k: v for k, v in last.items() if k in keys or k.startswith("loss_")}}
+
+
+__all__ = ["Family", "Request", "check_dataset_defaults", "summary_of"]

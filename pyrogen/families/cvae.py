@@ -1,0 +1,86 @@
+"""
+The conditional VAE family (``pyrogen train cvae``): :class:`~pyrogen.models.CVAE`,
+conditioned on class labels or on visible quadrants, fitted by SVI after the prior network's
+baseline (a pre-phase of the trainer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pyrogen.families.base import Family, Request
+from pyrogen.families.options import Option, non_negative_int
+from pyrogen.families.registry import register
+from pyrogen.families.vae import ACTIVATION, HIDDEN, LATENT, LIKELIHOOD
+from pyrogen.infer import elbo
+from pyrogen.models import CONDITIONS, CVAE
+from pyrogen.models.base import Facade
+from pyrogen.train import TrainConfig
+
+
+@register
+class CVAEFamily(Family):
+    name = "cvae"
+    summary = "conditional VAE on class labels or visible quadrants"
+    facade = CVAE
+    options = (
+        Option("condition", "prior-network: p(z|y) network, q(z|x,y), p(x|z,y), after a baseline "
+               "network (Sohn et al.); encoder-decoder: N(0,I) prior, q(z|x,y), p(x|z,y); "
+               "class-mean: p(z|y) = N(mu_y, I), q(z|x), p(x|z)", choices=CONDITIONS),
+        Option("quadrants", "condition on this many visible quadrants of each image (the "
+               "quadrant-completion task) instead of the class label", type=int, choices=(1, 2, 3)),
+        Option("baseline_epochs", "prior-network: epochs of baseline-network training before the "
+               "CVAE", type=non_negative_int),
+        LATENT, HIDDEN, LIKELIHOOD, ACTIVATION,
+    )
+    dataset_defaults = {"digits": {"hidden": [400]}}
+
+    def check(self, model_options: dict[str, Any]) -> None:
+        if model_options["condition"] == "class-mean" and model_options["quadrants"] is not None:
+            raise ValueError("--condition class-mean conditions on class labels; it cannot take --quadrants")
+
+    def complete(self, model_options: dict[str, Any], data: Any) -> None:
+        if model_options["quadrants"] is not None:
+            model_options["num_classes"] = None
+            return
+        if data.num_classes is None:
+            raise ValueError(f"a cvae conditions on class labels, but data set {data.name!r} has "
+                             "none; use --quadrants 1, 2 or 3")
+        model_options["num_classes"] = data.num_classes
+
+    def build(self, model_options: dict[str, Any], data: Any) -> Facade:
+        return CVAE(data.shape, num_classes=model_options["num_classes"],
+                    **{o.name: model_options[o.name] for o in self.model_options()})
+
+    def evaluate_more(self, model: Facade, batches: list[tuple[torch.Tensor, ...]]) -> dict[str, Any]:
+        quadrants = model.config["quadrants"]
+        result: dict[str, Any] = {
+            "conditional_on": f"{quadrants} visible quadrants" if quadrants else "class label"}
+        pair = model.baseline_pair()
+        if pair is not None:  # no latent variable: the estimate is exact
+            result["baseline_nll"] = float(-elbo(*pair, batches).mean())
+        return result
+
+    def needs_data_to_sample(self, model: Facade) -> bool:
+        return not model.needs_labels
+
+    def sample(self, model: Facade, config: TrainConfig, data: Any | None, request: Request
+               ) -> tuple[torch.Tensor, int | None, dict[str, Any]]:
+        if not model.needs_labels:  # quadrant completion of the first test images
+            if request.label is not None:
+                raise ValueError("--label needs a label-conditioned model; the run trained a cvae "
+                                 "on quadrants")
+            from pyrogen.data.quadrants import condition_on_quadrants
+
+            x = next(iter(data.test.batches(request.num, seed=config.seed))).x
+            shown = condition_on_quadrants(x, model.visible).clamp(min=0)
+            images = torch.cat([shown, x, *model.complete(x, request.completions)])
+            return images, len(x), {"num": len(x), "completions": request.completions,
+                                    "rows": "visible quadrants, truth, then one completion per row"}
+        if request.label is None:
+            return model.sample(request.num), None, {"num": request.num}
+        if not 0 <= request.label < model.config["num_classes"]:
+            raise ValueError(f"--label must lie in [0, {model.config['num_classes']}), got {request.label}")
+        return model.sample(request.num, y=request.label), None, {"num": request.num, "label": request.label}

@@ -1,0 +1,69 @@
+"""
+The deep feature-consistent VAE family (``pyrogen train dfcvae``):
+:class:`~pyrogen.models.DFCVAE` on the fixed features of a classifier run (or of torchvision's
+VGG19 weights), fitted by SVI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyrogen.families.base import Family
+from pyrogen.families.options import Option, positive_float, str_list
+from pyrogen.families.registry import register
+from pyrogen.families.vae import ACTIVATION, ARCH, HIDDEN, LATENT
+from pyrogen.models import DFCVAE
+from pyrogen.models.base import Facade
+from pyrogen.models.dfcvae import REDUCTIONS
+
+#: VGG19's layers of the paper, the default when --features is a file of VGG19 weights
+VGG_LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
+
+
+@register
+class DFCVAEFamily(Family):
+    name = "dfcvae"
+    summary = "deep feature-consistent VAE on a classifier's (or VGG19's) features"
+    facade = DFCVAE
+    options = (
+        Option("features", "the fixed feature network (required): the run folder of a `pyrogen "
+               "train classifier` run on the same data set, or a file of torchvision VGG19 weights "
+               "(a state dict saved with torch.save)", type=Path, metavar="RUN|FILE", facade=False),
+        Option("layers", "comma-separated layers of the feature network (relu1,relu2,relu3 of a "
+               "classifier; the paper's relu1_1,relu2_1,relu3_1 of VGG19, the default for a file)",
+               type=str_list, flag="--feature-layers"),
+        Option("feature_weight", "weight of the feature loss against the KL term (the paper's "
+               "0.5)", type=positive_float),
+        Option("reduction", "sum over each layer's elements, or the paper's mean",
+               choices=REDUCTIONS),
+        LATENT, HIDDEN, ARCH, ACTIVATION,
+    )
+    dataset_defaults = {"digits": {"latent_dim": 50, "arch": "mlp"}}
+
+    binarize_text = "none; static for binarized-mnist"
+
+    def binarize_for(self, model_options: dict[str, Any]) -> str:
+        return "none"
+
+    def check(self, model_options: dict[str, Any]) -> None:
+        if model_options.get("features") is None:
+            raise ValueError("pyrogen train dfcvae needs --features RUN, a `pyrogen train "
+                             "classifier` run on the same data set")
+
+    def build(self, model_options: dict[str, Any], data: Any) -> Facade:
+        features: Path = model_options["features"]
+        options = {o.name: model_options[o.name] for o in self.model_options()}
+        if features.is_file():
+            from pyrogen.nn import load_vgg19_features
+
+            if options["layers"] == self.model_defaults()["layers"]:
+                options["layers"] = VGG_LAYERS
+            return DFCVAE(data.shape, load_vgg19_features(features), **options)
+        from pyrogen.families.quality import load_classifier
+
+        return DFCVAE(data.shape, load_classifier(features, data, "cpu"), **options)
+
+    def evaluate_more(self, model: Facade, batches: list) -> dict[str, Any]:
+        # an unnormalised log-density of classifier features: no bits per dimension
+        return {"feature_space": True, "bits_per_dim": None}

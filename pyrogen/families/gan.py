@@ -1,0 +1,26 @@
+"""The GAN family (``pyrogen train gan``): :class:`~pyrogen.models.GAN` with Su's regulariser."""
+
+from __future__ import annotations
+
+from pyrogen.families.adversarial import DIGITS, NETWORK, AdversarialFamily
+from pyrogen.families.options import Option
+from pyrogen.families.registry import register
+from pyrogen.infer.adversarial import GAN_GENERATOR_LOSSES, REG_DRAWS
+from pyrogen.models import GAN
+
+
+@register
+class GANFamily(AdversarialFamily):
+    name = "gan"
+    summary = "GAN with the minimax, non-saturating or Su's regularised generator loss"
+    facade = GAN
+    options = NETWORK + (
+        Option("generator_loss", "minimax log(1 - D(G(z))), nonsaturating -log D(G(z)), or "
+               "regularised: -log D(G(z)) + reg-weight * mean (G(z) - G_old(z))^2, Su's complete "
+               "loss", choices=GAN_GENERATOR_LOSSES),
+        Option("reg_weight", "regularised: lambda, the regulariser's weight (Su's 5)", type=float),
+        Option("reg_draws", "regularised: cached (Su's code: the generator's steps of an iteration "
+               "reuse one batch of z and G_old(z)) or fresh (new z each step, G_old kept as weights)",
+               choices=REG_DRAWS),
+    )
+    dataset_defaults = {"digits": DIGITS}

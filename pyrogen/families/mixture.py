@@ -1,0 +1,49 @@
+"""
+The mixture family (``pyrogen train mixture``): a Bernoulli or Gaussian
+:class:`~pyrogen.models.Mixture` fitted by exact or generalised EM, one iteration per epoch
+(:class:`~pyrogen.train.EMStep`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pyrogen.families.base import Family
+from pyrogen.families.options import Option, non_negative_float, positive_int
+from pyrogen.families.registry import register
+from pyrogen.models import Mixture
+from pyrogen.models.base import Facade
+
+
+@register
+class MixtureFamily(Family):
+    name = "mixture"
+    summary = "Bernoulli or Gaussian mixture, fitted by exact or generalised EM"
+    facade = Mixture
+    options = (
+        Option("num_components", "K, the number of components", type=positive_int),
+        Option("component", "Bernoulli pixels (static binarisation) or a Gaussian over the "
+               "flattened grey-level image", choices=("bernoulli", "gaussian")),
+        Option("covariance", "Gaussian components' covariance", choices=("full", "diag")),
+        Option("reg_covar", "added to the Gaussian covariances' diagonal, as scikit-learn",
+               type=non_negative_float),
+    )
+    #: --epochs counts EM iterations
+    train_overrides = {"epochs": 100}
+
+    binarize_text = "static for bernoulli components, none for gaussian ones"
+
+    def binarize_for(self, model_options: dict[str, Any]) -> str:
+        return "none" if model_options["component"] == "gaussian" else "static"
+
+    def complete(self, model_options: dict[str, Any], data: Any) -> None:
+        if model_options["component"] == "gaussian":
+            model_options["image_shape"] = list(data.shape)
+
+    def build(self, model_options: dict[str, Any], data: Any) -> Facade:
+        shape = data.shape
+        if model_options["component"] == "gaussian":  # a Gaussian over the flattened image
+            shape = (math.prod(data.shape),)
+        return Mixture(shape, image_shape=model_options.get("image_shape"),
+                       **{o.name: model_options[o.name] for o in self.model_options()})

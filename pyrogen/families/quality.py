@@ -1,0 +1,61 @@
+"""
+What ``pyrogen evaluate --features`` adds for every family that samples: the sample-quality
+metrics in a trained classifier's feature space and, for a model with an encoder of ``x``
+alone, the reconstruction error and a linear probe on its codes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyrogen.models.base import Facade
+
+
+def load_classifier(path: Path, data: Any, device: str) -> Any:
+    """The classifier of a ``pyrogen train classifier`` run on images of ``data``'s shape."""
+    from pyrogen.families.runs import load_run
+
+    classifier, config = load_run(path, "best", device)
+    if config.model != "classifier":
+        raise ValueError(f"--features {path} is a {config.model} run; it must be a "
+                         "`pyrogen train classifier` run")
+    if tuple(classifier.data_shape) != tuple(data.shape):
+        raise ValueError(f"--features {path} was trained on images of shape "
+                         f"{tuple(classifier.data_shape)}, but the run's data have shape {tuple(data.shape)}")
+    return classifier
+
+
+@torch.no_grad()
+def quality(request: Any, model: Facade, data: Any, split: Any) -> dict[str, Any]:
+    """Sample-quality metrics in the feature space of the classifier run
+    ``request.features``, and for a model with an encoder the reconstruction error and a
+    linear probe on its codes."""
+    from pyrogen.metrics import linear_probe_accuracy, reconstruction_error, sample_quality
+
+    if data.num_classes is None:
+        raise ValueError(f"--features needs a labelled data set; {data.name!r} has no labels")
+    classifier = load_classifier(request.features, data, request.device)
+    x, y = split.images, split.labels
+    num = request.num_samples or len(x)
+    if len(data.train) < num:
+        raise ValueError(f"--num-samples {num} exceeds the {len(data.train)} training images that "
+                         "give the real-vs-real floor")
+    start = time.perf_counter()
+    g = torch.Generator().manual_seed(0)
+    result: dict[str, Any] = {"features": str(request.features), **sample_quality(
+        model, classifier, x, y, data.train.images, data.num_classes, num)}
+    if model.has_encoder:
+        rec = torch.cat([model.reconstruct(b) for b in x.split(500)])
+        result.update(reconstruction_error(x, rec, generator=g))
+        train_codes = torch.cat([model.encode(b)[0] for b in data.train.images.split(500)])
+        codes = torch.cat([model.encode(b)[0] for b in x.split(500)])
+        result["linear_probe_accuracy"] = linear_probe_accuracy(train_codes, data.train.labels, codes, y)
+    result["quality_seconds"] = time.perf_counter() - start
+    return result
+
+
+__all__ = ["load_classifier", "quality"]

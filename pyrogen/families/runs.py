@@ -1,0 +1,59 @@
+"""Reading a run folder back: the trained model and its configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyro
+import torch
+from torch import nn
+
+from pyrogen.families.registry import get
+from pyrogen.train.checkpoint import CheckpointError, load_checkpoint
+from pyrogen.train.config import TrainConfig
+
+CHECKPOINTS = ("best", "last")
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
+    """The path of a run's ``best`` or ``last`` checkpoint, or ``checkpoint`` itself if it is a file."""
+    if Path(checkpoint).suffix == ".pt":
+        return Path(checkpoint)
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS} or a .pt file, got {checkpoint!r}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"run folder {run_dir} has no {checkpoint} checkpoint ({path}); "
+            "was it written by `pyrogen train`, and did the first epoch finish?"
+        )
+    return path
+
+
+def load_run(
+    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu",
+    averaged: bool = True,
+) -> tuple[nn.Module, TrainConfig]:
+    """
+    Rebuild the model a run trained (through its family's
+    :meth:`~pyrogen.families.Family.rebuild`), with its weights, on ``device``, and
+    return it (in eval mode) with the run's :class:`TrainConfig`. Clears Pyro's
+    parameter store, as a new model's parameters must not be shadowed by old names.
+
+    :param bool averaged: for a run trained with ``ema_decay``, load the moving average of
+        the weights (the default) rather than the weights of the last optimiser step.
+    """
+    state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location="cpu")
+    pyro.clear_param_store()
+    model = get(state["model_name"]).rebuild(state["model_config"])
+    model.load_state_dict(state["model_state"])
+    if averaged and "average" in state:
+        result = model.load_state_dict(state["average"]["average"], strict=False)
+        if result.unexpected_keys:
+            raise CheckpointError(f"the checkpoint's weight average has parameters the model "
+                                  f"lacks: {result.unexpected_keys}")
+    config = TrainConfig.from_dict({**state["config"], "device": str(device)})
+    return model.to(device).eval(), config

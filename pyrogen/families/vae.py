@@ -1,0 +1,26 @@
+"""The VAE family (``pyrogen train vae``): :class:`~pyrogen.models.VAE`, fitted by SVI."""
+
+from __future__ import annotations
+
+from pyrogen.families.base import Family
+from pyrogen.families.options import Option, int_list, positive_int
+from pyrogen.families.registry import register
+from pyrogen.models import LIKELIHOODS, VAE
+from pyrogen.nn import ACTIVATIONS
+
+#: the options of every ELBO-family facade built from pyrogen's encoders and decoders
+LATENT = Option("latent_dim", "dimension of z", type=positive_int)
+HIDDEN = Option("hidden", "hidden layer sizes of the MLP encoder, e.g. 200,200; the decoder "
+                "mirrors them", type=int_list)
+ARCH = Option("arch", "mlp, or conv (DCGAN-style, 28x28 or 64x64 images)", choices=("mlp", "conv"))
+ACTIVATION = Option("activation", "hidden activation (none: relu for mlp, leaky_relu/relu for conv)",
+                    choices=tuple(ACTIVATIONS))
+LIKELIHOOD = Option("likelihood", "p(x|z)", choices=LIKELIHOODS)
+
+
+@register
+class VAEFamily(Family):
+    name = "vae"
+    summary = "variational autoencoder, trained by a Pyro ELBO"
+    facade = VAE
+    options = (LATENT, HIDDEN, ARCH, LIKELIHOOD, ACTIVATION)
