@@ -57,7 +57,7 @@ from pyrogen.metrics import (
     reconstruction_error,
 )
 from pyrogen.models import ALI, GAN, ImageClassifier
-from pyrogen.train import AdversarialTrainer, TrainConfig, Trainer
+from pyrogen.train import TrainConfig, Trainer
 from pyrogen.train.config import default_device
 from pyrogen.viz import save_image_grid
 
@@ -166,7 +166,7 @@ def run_arm(arm: str, options: dict, seed: int, data, clf, args) -> list[dict]:
         print(json.dumps({"arm": arm, "seed": seed, **scores[-1]}), flush=True)
 
     folder = args.out / arm / f"seed{seed}"
-    trainer = AdversarialTrainer(model, data, config, folder, progress=False, callbacks=[callback])
+    trainer = Trainer(model, data, config, folder, progress=False, callbacks=[callback])
     trainer.fit()
     model.eval()
     torch.manual_seed(0)

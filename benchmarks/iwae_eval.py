@@ -55,7 +55,7 @@ from torch import nn
 from _common import burda_vae, load_mnist, peak_rss_mb
 from pyrogen.infer import log_likelihood
 from pyrogen.infer.importance import _default_chunk
-from pyrogen.train import load_run
+from pyrogen.families import load_run
 from pyrogen.train.config import default_device
 
 ESTIMATORS = ("plain", "pyrogen")

@@ -1,7 +1,7 @@
 """
 An adversarial autoencoder that shapes its 2-D codes into a mixture of ten Gaussians.
 
-``pyrogen.train.AdversarialTrainer`` alternates the discriminator's and the autoencoder's
+``pyrogen.train.Trainer`` (its adversarial step) alternates the discriminator's and the autoencoder's
 steps (``Trace_AAE``); afterwards the codes of the test digits are plotted beside draws of
 the prior, and the encoder is judged by its reconstruction error against random pairs and
 by a linear probe on its codes.
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from pyrogen.data import load_dataset  # noqa: E402
 from pyrogen.metrics import linear_probe_accuracy, reconstruction_error  # noqa: E402
 from pyrogen.models import AAE  # noqa: E402
-from pyrogen.train import AdversarialTrainer, TrainConfig  # noqa: E402
+from pyrogen.train import TrainConfig, Trainer  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> dict:
     aae = AAE(data.shape, latent_dim=2, hidden=(256, 256), prior="mixture", recon_weight=1.0)
     config = TrainConfig(model="aae", epochs=1 if args.smoke else args.epochs, batch_size=64,
                          lr=5e-4, betas=[0.5, 0.999], device=args.device)
-    AdversarialTrainer(aae, data, config, args.out, progress=False).fit()
+    Trainer(aae, data, config, args.out, progress=False).fit()
     aae.eval()
     x, y = data.test.images, data.test.labels
     codes = aae.encode(x)[0].cpu()

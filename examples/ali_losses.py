@@ -2,7 +2,7 @@
 ALI/BiGAN with the paper's encoder/generator loss against the standard minimax and the
 swapped non-saturating ones, on the same networks and data order.
 
-Each model is trained by ``pyrogen.train.AdversarialTrainer`` with ``Trace_ALI``; the
+Each model is trained by ``pyrogen.train.Trainer`` with ``Trace_ALI``; the
 encoder is judged by how well G(E(x)) reconstructs x (against random pairs) and by a linear
 probe on its codes, which the adversarial game alone has to make informative.
 
@@ -20,7 +20,7 @@ import torch
 from pyrogen.data import load_dataset
 from pyrogen.metrics import linear_probe_accuracy, reconstruction_error
 from pyrogen.models import ALI
-from pyrogen.train import AdversarialTrainer, TrainConfig
+from pyrogen.train import TrainConfig, Trainer
 from pyrogen.viz import save_image_grid
 
 
@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> dict:
         ali = ALI(data.shape, latent_dim=8, arch="mlp", hidden=(256, 256), loss=loss)
         config = TrainConfig(model="ali", epochs=1 if args.smoke else args.epochs, batch_size=64,
                              lr=2e-4, betas=[0.5, 0.999], device=args.device)
-        AdversarialTrainer(ali, data, config, args.out / loss, progress=False).fit()
+        Trainer(ali, data, config, args.out / loss, progress=False).fit()
         ali.eval()
         rec = ali.reconstruct(x)
         save_image_grid(torch.cat([x[:16], rec[:16]]), args.out / f"{loss}-reconstructions.png", nrow=16)

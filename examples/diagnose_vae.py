@@ -23,7 +23,8 @@ import pyro
 from pyrogen import diagnostics
 from pyrogen.data import load_dataset
 from pyrogen.models import VAE
-from pyrogen.train import TrainConfig, Trainer, load_run
+from pyrogen.families import load_run
+from pyrogen.train import TrainConfig, Trainer
 from pyrogen.train.config import default_device
 
 

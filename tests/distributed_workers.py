@@ -46,7 +46,7 @@ def _model(name, seed):
 def train(rank, world_size, init_file, name, batch_size, out_dir, init_seed_per_rank):
     """Train ``name`` on 300 digits for 2 epochs; save the final state and the divergence."""
     from pyrogen.data import load_dataset
-    from pyrogen.train import AdversarialTrainer, TrainConfig, Trainer
+    from pyrogen.train import TrainConfig, Trainer
     from pyrogen.train.distributed import max_divergence
 
     if world_size > 1:
@@ -58,7 +58,7 @@ def train(rank, world_size, init_file, name, batch_size, out_dir, init_seed_per_
         data = load_dataset("digits", limit=300, binarize=binarize)
         config = TrainConfig(model=name, epochs=2, batch_size=batch_size, device="cpu",
                              lr=1e-3, g_steps=2, validation_size=None)
-        cls = AdversarialTrainer if name == "gan" else Trainer
+        cls = Trainer
         trainer = cls(model, data, config, None, progress=False)
         trainer.fit()
         divergence = max_divergence(trainer.model)

@@ -43,7 +43,7 @@ def test_train_evaluate_sample_resume(capsys, tmp_path):
 def test_train_with_weight_averaging_then_evaluate_the_average(capsys, tmp_path):
     from pyrogen.cli import load_data
     from pyrogen.infer import elbo
-    from pyrogen.train import load_run
+    from pyrogen.families import load_run
 
     run_dir = tmp_path / "run"
     code, out, err = run(capsys, "train", "vae", "--out", run_dir, "--ema-decay", "0.9", *SMALL)
@@ -92,10 +92,10 @@ def test_an_existing_run_is_not_overwritten(capsys, tmp_path):
         (["train", "vae", "--lr", "-1"], "expected a positive number"),
         (["train", "vae", "--batch-schedule", "100-25"], "expected EPOCH:SIZE pairs"),
         (["train", "vae", "--batch-schedule", "100:25,50:10"], "the epochs must increase"),
-        (["train", "gan", "--batch-schedule", "5:10"], "--batch-schedule and --ema-decay do not apply"),
-        (["train", "gan", "--ema-decay", "0.99"], "--batch-schedule and --ema-decay do not apply"),
+        (["train", "gan", "--batch-schedule", "5:10"], "--batch-schedule is not an option of `pyrogen train gan`"),
+        (["train", "gan", "--ema-decay", "0.99"], "--ema-decay is not an option of `pyrogen train gan` (it applies to `pyrogen train vae|cvae|dfcvae|classifier`)"),
         (["train", "vae", "--ema-decay", "1"], "expected a number in [0, 1)"),
-        (["train", "vae", "--ema-decay", "x"], "expected a number in [0, 1), got 'x'"),
+        (["train", "vae", "--ema-decay", "x"], "expected a number in [0, 1) (0: none), got 'x'"),
         (["train", "vae", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (["sample", "somewhere"], "the following arguments are required: --out"),
     ],

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from clitools import last_json, run
-from pyrogen.train import load_checkpoint, load_run
+from pyrogen.families import load_run
+from pyrogen.train import load_checkpoint
 
 SMALL = ["--limit", "200", "--epochs", "2", "--batch-size", "25", "--latent-dim", "4",
          "--hidden", "32", "--lr", "2e-4", "--device", "cpu", "--no-progress"]
@@ -90,9 +91,11 @@ def test_resume_an_adversarial_run(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "gan", "--kl-warmup", "3"], "do not apply"),
-    (["train", "vae", "--g-steps", "2"], "--g-steps only applies"),
-    (["train", "gan", "--prior", "mixture"], "--prior only apply"),
+    (["train", "gan", "--kl-warmup", "3"],
+     "--kl-warmup is not an option of `pyrogen train gan` (it applies to `pyrogen train vae|cvae|dfcvae`)"),
+    (["train", "vae", "--g-steps", "2"],
+     "--g-steps is not an option of `pyrogen train vae` (it applies to `pyrogen train gan|aae|ali`)"),
+    (["train", "gan", "--prior", "mixture"], "--prior is not an option of `pyrogen train gan` (it applies to `pyrogen train aae`)"),
     (["train", "ali", "--ali-loss", "complete"], "Gaussian encoder and a Gaussian generator"),
     (["train", "gan", "--betas", "0.5"], "two numbers"),
     (["evaluate", "RUN"], "no likelihood to estimate"),

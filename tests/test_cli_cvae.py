@@ -55,9 +55,9 @@ def test_quadrant_cvae_completes_test_images(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "vae", "--quadrants", "2"], "only apply to `pyrogen train cvae`"),
+    (["train", "vae", "--quadrants", "2"], "--quadrants is not an option of `pyrogen train vae` (it applies to `pyrogen train cvae`)"),
     (["train", "cvae", "--condition", "class-mean", "--quadrants", "1"], "cannot take --quadrants"),
-    (["train", "cvae", "--arch", "conv"], "built from MLPs"),
+    (["train", "cvae", "--arch", "conv"], "--arch is not an option of `pyrogen train cvae`"),
     (["train", "cvae", "--quadrants", "4"], "invalid choice"),
     (["train", "cvae", "--condition", "nope"], "invalid choice"),
 ], ids=["vae", "class-mean", "arch", "quadrants", "condition"])

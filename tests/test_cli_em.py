@@ -5,7 +5,7 @@ import torch
 
 from clitools import last_json, run
 from pyrogen.cli import main
-from pyrogen.train import load_run
+from pyrogen.families import load_run
 
 
 @pytest.mark.parametrize("options", [
@@ -46,16 +46,18 @@ def test_mixture_refuses_what_em_cannot_do(capsys, tmp_path):
     code, out, err = run(capsys, "train", "mixture", "--binarize", "dynamic", "--out",
                          tmp_path / "a", "--device", "cpu")
     assert code == 1 and "binarize='static'" in err
-    code, out, err = run(capsys, "train", "mixture", "--kl-warmup", "3", "--out", tmp_path / "b",
-                         "--device", "cpu")
-    assert code == 1 and "no KL term" in err
-    code, out, err = run(capsys, "train", "mixture", "--ema-decay", "0.9", "--out", tmp_path / "c",
-                         "--device", "cpu")
-    assert code == 1 and "--batch-schedule and --ema-decay do not apply" in err
+    for flag, value in (("--kl-warmup", "3"), ("--ema-decay", "0.9")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "mixture", flag, value, "--out", str(tmp_path / "c"), "--device", "cpu"])
+        assert exit_info.value.code == 2
+        assert f"{flag} is not an option of `pyrogen train mixture`" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    code, out, err = run(capsys, "train", "mixture", "--lr", "0.1", "--out", tmp_path / "d",
+                         "--device", "cpu")  # exact EM has no optimiser
+    assert code == 1 and "lr=0.1: does not apply to exact EM" in err
     with pytest.raises(SystemExit):
         main(["train", "vae", "--num-components", "3"])
-    assert "only apply to `pyrogen train mixture`" in capsys.readouterr().err
+    assert "--num-components is not an option of `pyrogen train vae` (it applies to `pyrogen train mixture`)" in capsys.readouterr().err
 
 
 def test_classifier_trains_and_reports_accuracy(capsys, tmp_path):

@@ -297,12 +297,12 @@ def test_fresh_draw_regulariser_compares_with_the_old_weights_on_new_z():
 @pytest.mark.parametrize("name", ["gan", "gan-conv", "aae", "ali-complete"])
 def test_steps_and_samples_on_cuda(name):
     from pyrogen.data import load_dataset
-    from pyrogen.train import AdversarialTrainer, TrainConfig
+    from pyrogen.train import TrainConfig, Trainer
 
     m = _models()[name]
     if m.data_shape == (1, 8, 8):  # the trainer moves the model and the data
         config = TrainConfig(model=name.split("-")[0], epochs=1, batch_size=20, device="cuda", g_steps=2)
-        AdversarialTrainer(m, load_dataset("digits", limit=100), config, None, progress=False).fit()
+        Trainer(m, load_dataset("digits", limit=100), config, None, progress=False).fit()
     else:  # SVI-style calls of each loss
         m = m.cuda()
         x = torch.rand(16, *m.data_shape, device="cuda")

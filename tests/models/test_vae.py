@@ -6,7 +6,8 @@ from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 
 from pyrogen.infer import Trace_IWAE
-from pyrogen.models import LIKELIHOODS, VAE, build_model
+from pyrogen.families import get
+from pyrogen.models import LIKELIHOODS, VAE
 
 SHAPE = (1, 8, 8)
 
@@ -99,8 +100,8 @@ def test_bad_input_shapes_and_arguments():
         VAE(SHAPE, latent_dim=0)
     with pytest.raises(ValueError, match="likelihood must be one of"):
         VAE(SHAPE, likelihood="poisson")
-    with pytest.raises(ValueError, match="model must be one of"):
-        build_model("flow")
+    with pytest.raises(ValueError, match="model family must be one of"):
+        get("flow")
 
 
 def test_facade_sample_reconstruct_encode():
@@ -111,7 +112,7 @@ def test_facade_sample_reconstruct_encode():
     assert rec.shape == x.shape and 0 <= rec.min() and rec.max() <= 1
     loc, scale = vae.encode(x)
     assert loc.shape == scale.shape == (5, 4) and (scale > 0).all()
-    assert build_model("vae", **vae.config).config == vae.config
+    assert get("vae").rebuild(vae.config).config == vae.config
 
 
 def test_everything_follows_the_module_dtype_and_device():

@@ -7,8 +7,8 @@ from resumetools import assert_same_weights, stop_and_resume
 
 from pyrogen.data import load_dataset
 from pyrogen.models import AAE, ALI, GAN
-from pyrogen.train import AdversarialTrainer, NonFiniteLossError, TrainConfig, load_checkpoint, read_metrics
-from pyrogen.train.runs import load_run
+from pyrogen.train import NonFiniteLossError, Trainer, TrainConfig, load_checkpoint, read_metrics
+from pyrogen.families import load_run
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def make(data, name, run_dir=None, init_seed=0, **options):
     torch.manual_seed(init_seed)
     options = {"epochs": 2, "batch_size": 25, "lr": 2e-4, "betas": [0.5, 0.999], "device": "cpu",
                "model": name, **options}
-    return AdversarialTrainer(_model(name), data, TrainConfig(**options), run_dir, progress=False)
+    return Trainer(_model(name), data, TrainConfig(**options), run_dir, progress=False)
 
 
 @pytest.mark.parametrize("name", ["gan", "aae", "ali"])
@@ -51,9 +51,9 @@ def test_checkpoint_holds_both_players_optimisers_and_the_snapshot(data, tmp_pat
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert set(state["optimizer"]) == {"discriminator", "generator"}
     assert set(state["scheduler"]) == {"discriminator", "generator"}
-    snap = state["snapshots"]["generator"]
+    snap = state["step"]["snapshots"]["generator"]
     assert snap["z"].shape == (25, 4) and snap["x"].shape == (25, 1, 8, 8)
-    assert state["snapshots"]["discriminator"] is None
+    assert state["step"]["snapshots"]["discriminator"] is None
     assert any(k.startswith("discriminator.") for k in state["model_state"])
     model, config = load_run(tmp_path, "last")
     assert isinstance(model, GAN) and config.g_steps == 2
@@ -63,7 +63,7 @@ def test_checkpoint_holds_both_players_optimisers_and_the_snapshot(data, tmp_pat
 def test_steps_per_player_per_iteration(data, d_steps, g_steps):
     trainer = make(data, "aae", epochs=1, d_steps=d_steps, g_steps=g_steps)
     calls = []
-    for name, loss in trainer.player_losses.items():
+    for name, loss in trainer.step.losses.items():
         original = loss.differentiable_loss
 
         def counted(*args, _name=name, _orig=original, **kwargs):
@@ -99,7 +99,7 @@ def test_discriminator_learning_rate_and_betas(data):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     trainer = make(data, "gan", tmp_path, epochs=3)
-    loss = trainer.player_losses["generator"]
+    loss = trainer.step.losses["generator"]
     good, calls = loss.differentiable_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -123,10 +123,10 @@ def test_iterations_per_epoch_cycle_through_fresh_shuffles(data):
 
 
 def test_a_batch_schedule_is_refused_before_work(data):
-    with pytest.raises(ValueError, match="batch_schedule applies to the SVI trainer only"):
+    with pytest.raises(ValueError, match=r"batch_schedule=\[\[2, 10\]\]: does not apply to adversarial training"):
         make(data, "gan", batch_schedule=[[2, 10]])
 
 
 def test_weight_averaging_is_refused_before_work(data):
-    with pytest.raises(ValueError, match="ema_decay applies to the SVI trainer only"):
+    with pytest.raises(ValueError, match="ema_decay=0.99: does not apply to adversarial training"):
         make(data, "gan", ema_decay=0.99)

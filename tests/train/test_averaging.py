@@ -9,12 +9,12 @@ from resumetools import assert_same_weights, stop_and_resume
 
 from pyrogen.data import load_dataset
 from pyrogen.models import VAE
+from pyrogen.families import load_run
 from pyrogen.train import (
     ExponentialAverage,
     TrainConfig,
     Trainer,
     load_checkpoint,
-    load_run,
     save_checkpoint,
 )
 

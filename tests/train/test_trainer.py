@@ -1,4 +1,5 @@
 import json
+import math
 import pickle
 
 import pytest
@@ -8,13 +9,13 @@ from resumetools import assert_same_weights, stop_and_resume
 
 from pyrogen.data import load_dataset
 from pyrogen.models import VAE
+from pyrogen.families import load_run
 from pyrogen.train import (
     CheckpointError,
     NonFiniteLossError,
     TrainConfig,
     Trainer,
     load_checkpoint,
-    load_run,
     read_metrics,
 )
 from pyrogen.train.checkpoint import atomic_write
@@ -51,9 +52,24 @@ def test_resume_equals_an_uninterrupted_run(data, tmp_path, jit):
 
 def test_resume_refuses_other_options(data, tmp_path):
     make_trainer(data, tmp_path, epochs=1).fit()
-    other = make_trainer(data, tmp_path, epochs=2, lr=0.01, seed=3)
-    with pytest.raises(ValueError, match=r"other options: lr=0.001 \(now 0.01\), seed=0 \(now 3\)"):
+    other = make_trainer(data, tmp_path, epochs=2, lr=0.01, seed=3, batch_size=20)
+    with pytest.raises(ValueError, match=r"other options: batch_size=50 \(now 20\), seed=0 \(now 3\)"):
         other.resume()
+
+
+def test_resume_applies_and_records_a_changed_schedule(data, tmp_path):
+    make_trainer(data, tmp_path, epochs=2, lr_schedule="cosine").fit()
+    resumed = make_trainer(data, tmp_path, epochs=4, lr=0.01, lr_schedule="cosine")
+    assert resumed.resume() == ["epochs", "lr"]
+    history = resumed.fit()
+    # from the epoch reached on, the closed form of the new schedule: 0.01 (1 + cos(pi e / 4)) / 2
+    lrs = [r["lr"] for r in history]
+    assert lrs[:2] == [1e-3, 5e-4] and lrs[2:] == pytest.approx([5e-3, 0.01 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    assert history[2]["resumed_with"] == {"epochs": [2, 4], "lr": [1e-3, 0.01]}
+    assert "resumed_with" not in history[3]
+    again = make_trainer(data, tmp_path, epochs=5, lr=0.01, lr_schedule="cosine")
+    again.resume()  # the closed form is kept, and follows the new length
+    assert again.fit()[-1]["lr"] == pytest.approx(0.01 * (1 + math.cos(4 * math.pi / 5)) / 2)
 
 
 def test_run_folder(data, tmp_path):
@@ -115,7 +131,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     trainer = make_trainer(data, tmp_path, epochs=3)
-    good = trainer.loss
+    good = trainer.step.loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -124,7 +140,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
         return loss * float("nan") if calls["n"] > 7 else loss
 
     # calls: 1 JIT compilation, then 6 steps per epoch (300 points / 50)
-    trainer.loss = poisoned
+    trainer.step.loss = poisoned
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 1 \(global step 7\)"
                        r".*last good checkpoint \(after epoch 1\)"):
         trainer.fit()
@@ -256,11 +272,10 @@ def test_a_new_trainer_does_not_overwrite_an_existing_run(data, tmp_path):
                          ids=["batch_schedule", "ema_decay"])
 def test_em_refuses_svi_only_options_before_work(tmp_path, option):
     from pyrogen.models import Mixture
-    from pyrogen.train.em import fit_mixture
 
     data = load_dataset("digits", binarize="static", limit=100)
     config = TrainConfig(model="mixture", binarize="static", device="cpu", **option)
     name = next(iter(option))
-    with pytest.raises(ValueError, match=f"{name} applies to the SVI trainer only, not to EM"):
-        fit_mixture(Mixture(data.shape, num_components=3), data, config, tmp_path / "run")
+    with pytest.raises(ValueError, match=f"{name}=.*: does not apply to EM"):
+        Trainer(Mixture(data.shape, num_components=3), data, config, tmp_path / "run").fit()
     assert not (tmp_path / "run").exists()
