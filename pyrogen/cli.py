@@ -26,6 +26,7 @@ from pyrogen.data import load_dataset
 from pyrogen.families import Family, Request, families, get, load_run
 from pyrogen.families.base import summary_of
 from pyrogen.families.options import RUN_FOLDER_OPTIONS, show
+from pyrogen.families.runs import load_classifier
 from pyrogen.train.config import TrainConfig, default_device
 
 _RUN_FOLDER = {o.name for o in RUN_FOLDER_OPTIONS}
@@ -149,9 +150,12 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     family = get(config.model)
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
+    request = _request(args)
+    if args.features is not None:
+        request.classifier = lambda: load_classifier(args.features, data, args.device)
     torch.manual_seed(config.seed)
     result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
-              **family.evaluate(model, config, data, split, _request(args))}
+              **family.evaluate(model, config, data, split, request)}
     (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -56,10 +56,10 @@ def train(rank, world_size, init_file, name, batch_size, out_dir, init_seed_per_
         model = _model(name, 100 + rank if init_seed_per_rank else 100)
         binarize = "dynamic" if name == "vae" else "none"
         data = load_dataset("digits", limit=300, binarize=binarize)
+        steps = {"g_steps": 2} if name == "gan" else {}
         config = TrainConfig(model=name, epochs=2, batch_size=batch_size, device="cpu",
-                             lr=1e-3, g_steps=2, validation_size=None)
-        cls = Trainer
-        trainer = cls(model, data, config, None, progress=False)
+                             lr=1e-3, validation_size=None, **steps)
+        trainer = Trainer(model, data, config, None, progress=False)
         trainer.fit()
         divergence = max_divergence(trainer.model)
         torch.save({"state": trainer.model.state_dict(), "divergence": divergence,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -33,12 +34,15 @@ from pyrogen.train.trainer import STEPS
 @dataclasses.dataclass
 class Request:
     """What a command asks of a family beyond the run: ``pyrogen evaluate``'s and
-    ``pyrogen sample``'s options (fields a command does not have keep their defaults)."""
+    ``pyrogen sample``'s options (fields a command does not have keep their defaults), and
+    for ``--features`` a function that loads the classifier of that run (called where the
+    metrics need it, so the random stream is the same whichever family asks)."""
 
     device: str = "cpu"
     iw_samples: int = 1000
     batch_size: int = 100
     features: Any = None
+    classifier: Callable[[], Any] | None = None
     num_samples: int | None = None
     num: int = 64
     label: int | None = None

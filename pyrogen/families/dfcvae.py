@@ -60,7 +60,7 @@ class DFCVAEFamily(Family):
             if options["layers"] == self.model_defaults()["layers"]:
                 options["layers"] = VGG_LAYERS
             return DFCVAE(data.shape, load_vgg19_features(features), **options)
-        from pyrogen.families.quality import load_classifier
+        from pyrogen.families.runs import load_classifier
 
         return DFCVAE(data.shape, load_classifier(features, data, "cpu"), **options)
 

@@ -239,8 +239,8 @@ RUN_FOLDER_OPTIONS = (
     Option("out", "run folder (default: runs/FAMILY-DATASET-TIME); must not hold a run already",
            type=Path),
     Option("resume", "continue the stopped run in folder RUN from its last checkpoint; options "
-           "given beside it must match the run's, except --epochs, --device, --data-dir, "
-           "--patience and the learning-rate schedule, which apply from the epoch reached",
+           "given beside it must match the run's, except its length, device, data folder, early "
+           "stopping and learning-rate schedule, which apply from the epoch reached",
            type=Path, metavar="RUN"),
     Option("progress", "show a progress bar", boolean=True),
 )

@@ -7,7 +7,6 @@ alone, the reconstruction error and a linear probe on its codes.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,30 +14,16 @@ import torch
 from pyrogen.models.base import Facade
 
 
-def load_classifier(path: Path, data: Any, device: str) -> Any:
-    """The classifier of a ``pyrogen train classifier`` run on images of ``data``'s shape."""
-    from pyrogen.families.runs import load_run
-
-    classifier, config = load_run(path, "best", device)
-    if config.model != "classifier":
-        raise ValueError(f"--features {path} is a {config.model} run; it must be a "
-                         "`pyrogen train classifier` run")
-    if tuple(classifier.data_shape) != tuple(data.shape):
-        raise ValueError(f"--features {path} was trained on images of shape "
-                         f"{tuple(classifier.data_shape)}, but the run's data have shape {tuple(data.shape)}")
-    return classifier
-
-
 @torch.no_grad()
 def quality(request: Any, model: Facade, data: Any, split: Any) -> dict[str, Any]:
-    """Sample-quality metrics in the feature space of the classifier run
-    ``request.features``, and for a model with an encoder the reconstruction error and a
-    linear probe on its codes."""
+    """Sample-quality metrics in the feature space of the classifier that
+    ``request.classifier()`` loads (from the classifier run ``request.features``), and for a model with an encoder the
+    reconstruction error and a linear probe on its codes."""
     from pyrogen.metrics import linear_probe_accuracy, reconstruction_error, sample_quality
 
     if data.num_classes is None:
         raise ValueError(f"--features needs a labelled data set; {data.name!r} has no labels")
-    classifier = load_classifier(request.features, data, request.device)
+    classifier = request.classifier()
     x, y = split.images, split.labels
     num = request.num_samples or len(x)
     if len(data.train) < num:
@@ -58,4 +43,4 @@ def quality(request: Any, model: Facade, data: Any, split: Any) -> dict[str, Any
     return result
 
 
-__all__ = ["load_classifier", "quality"]
+__all__ = ["quality"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyro
 import torch
@@ -57,3 +58,15 @@ def load_run(
                                   f"lacks: {result.unexpected_keys}")
     config = TrainConfig.from_dict({**state["config"], "device": str(device)})
     return model.to(device).eval(), config
+
+
+def load_classifier(path: Path, data: Any, device: str) -> Any:
+    """The classifier of a ``pyrogen train classifier`` run on images of ``data``'s shape."""
+    classifier, config = load_run(path, "best", device)
+    if config.model != "classifier":
+        raise ValueError(f"--features {path} is a {config.model} run; it must be a "
+                         "`pyrogen train classifier` run")
+    if tuple(classifier.data_shape) != tuple(data.shape):
+        raise ValueError(f"--features {path} was trained on images of shape "
+                         f"{tuple(classifier.data_shape)}, but the run's data have shape {tuple(data.shape)}")
+    return classifier

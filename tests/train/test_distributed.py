@@ -12,6 +12,9 @@ import torch.multiprocessing as mp
 import distributed_workers as workers
 from pyrogen.train import read_metrics
 
+#: several processes each: run with `pytest -m distributed`
+pytestmark = pytest.mark.distributed
+
 
 def _spawn(fn, world_size, tmp_path, *args):
     init = tmp_path / "rendezvous"
