@@ -49,13 +49,13 @@ def worker(args: argparse.Namespace) -> None:
         config = TrainConfig(epochs=1 + args.epochs, batch_size=args.batch_size, device=args.device,
                              validation_size=0)
         trainer = Trainer(VAE(**BURDA_VAE), data, config, None, progress=False)
-        trainer._run_epoch()  # warm-up: JIT compilation
+        trainer.step.run_epoch(trainer)  # warm-up: JIT compilation
         trainer.epoch += 1
         if torch.device(args.device).type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(args.epochs):
-            record = trainer._run_epoch()
+            record = trainer.step.run_epoch(trainer)
             trainer.epoch += 1
         if torch.device(args.device).type == "cuda":
             torch.cuda.synchronize()

@@ -12,7 +12,7 @@ are timed, each on its own freshly initialised copy (same initial weights):
   analytic Gaussian KL, the loss scaled by ``num_data / batch`` as pyrogen's
   is, one ``torch.optim.Adam``.
 * ``pyrogen``: ``pyrogen.train.Trainer`` with its defaults (``JitTrace_ELBO``),
-  timed over its own epoch loop ``Trainer._run_epoch`` (what ``fit`` runs, minus
+  timed over its step's epoch, ``trainer.step.run_epoch(trainer)`` (what ``fit`` runs, minus
   the per-epoch checkpoint, which ``run_dir=None`` skips anyway).
 * ``svi``: the naive Pyro way, ``SVI(vae.model, vae.guide, pyro.optim.Adam,
   Trace_ELBO())`` and ``svi.step(x, num_data=N)``, with Pyro's defaults.
@@ -156,7 +156,7 @@ class Pyrogen(Method):
     def run(self, epoch: int) -> tuple[int, float]:
         self.trainer.epoch = epoch  # fit() advances it after every epoch
         start = self.trainer.global_step
-        record = self.trainer._run_epoch()
+        record = self.trainer.step.run_epoch(self.trainer)
         steps = self.trainer.global_step - start
         return steps, record["train_loss"] * steps * self.num_data
 

@@ -8,11 +8,9 @@ schedules, pictures, logging, ``torch.distributed`` and one optimiser-step helpe
 ranks, clipping, the optimiser's step, the weight average, and NaN detection). A step
 supplies what one way of fitting does within an epoch:
 
-===================================  ===========================================
-:class:`~pyrogen.train.ELBOStep`     a Pyro ELBO of model and guide (``"svi"``, ``"supervised"``)
-:class:`~pyrogen.train.AdversarialStep`  alternating players, each with its Pyro loss
-:class:`~pyrogen.train.EMStep`       one EM iteration (exact, or SVI M-steps)
-===================================  ===========================================
+* :class:`~pyrogen.train.ELBOStep`: a Pyro ELBO of model and guide (``"svi"``, ``"supervised"``);
+* :class:`~pyrogen.train.AdversarialStep`: alternating players, each with its Pyro loss;
+* :class:`~pyrogen.train.EMStep`: one EM iteration (exact, or gradient M-steps);
 
 and an optional pre-phase (:class:`~pyrogen.train.BaselinePhase`, the prior-network CVAE's
 baseline network), run once before the first epoch of a fresh run.
