@@ -14,9 +14,13 @@ def stop_and_resume(make, run_dir, epochs, stop, **options):
     return resumed
 
 
-def assert_same_weights(a, b):
-    """Two modules hold bit-identical parameters and buffers, under the same names."""
-    a, b = a.state_dict(), b.state_dict()
-    assert list(a) == list(b)
+def assert_same_state(a, b):
+    """Two state dicts hold the same keys and bit-identical tensors under each."""
+    assert set(a) == set(b), sorted(set(a) ^ set(b))
     for name, x in a.items():
         assert torch.equal(x, b[name]), name
+
+
+def assert_same_weights(a, b):
+    """Two modules hold bit-identical parameters and buffers, under the same names."""
+    assert_same_state(a.state_dict(), b.state_dict())

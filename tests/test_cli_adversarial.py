@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from clitools import last_json, run
+from resumetools import assert_same_state
 from pyrogen.families import load_run
 from pyrogen.train import load_checkpoint
 
@@ -87,7 +88,7 @@ def test_resume_an_adversarial_run(capsys, tmp_path):
     assert code == 0, err
     a = load_checkpoint(whole / "checkpoints" / "last.pt")["model_state"]
     b = load_checkpoint(part / "checkpoints" / "last.pt")["model_state"]
-    assert all((a[k] == b[k]).all() for k in a)
+    assert_same_state(a, b)
 
 
 @pytest.mark.parametrize("argv,message", [

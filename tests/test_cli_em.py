@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from resumetools import assert_same_weights
 from clitools import last_json, run
 from pyrogen.cli import main
 from pyrogen.families import load_run
@@ -119,8 +120,7 @@ def test_monte_carlo_em_trains_a_vae_evaluates_and_resumes_exactly(capsys, tmp_p
     assert code == 0, err
     whole, _ = load_run(tmp_path / "whole", "last")
     resumed, _ = load_run(tmp_path / "part", "last")
-    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(whole, resumed)
     code, out, err = run(capsys, "evaluate", tmp_path / "whole", "--iw-samples", "10", "--device", "cpu")
     assert code == 0, err
     result = last_json(out)

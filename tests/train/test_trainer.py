@@ -44,8 +44,7 @@ def test_resume_equals_an_uninterrupted_run(data, tmp_path, jit):
     resumed.resume()
     assert resumed.epoch == 2
     resumed.fit()
-    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_weights(whole.model, resumed.model)
     assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
     assert [r["epoch"] for r in read_metrics(tmp_path / "stopped")] == [1, 2, 3, 4]
 
@@ -87,8 +86,7 @@ def test_run_folder(data, tmp_path):
     assert {"train_loss", "valid_loss", "lr", "beta", "binarize", "sec"} <= set(records[0])
     assert records[0]["binarize"] == "dynamic"
     model, loaded_config = load_run(run, "last")
-    for a, b in zip(model.state_dict().values(), trainer.model.state_dict().values()):
-        assert torch.equal(a, b)
+    assert_same_weights(model, trainer.model)
     assert loaded_config.epochs == 2
 
 
