@@ -18,8 +18,8 @@ from pyrogen.models.generator import NOISES
 from pyrogen.train import TrainConfig
 
 ARCH = Option("arch", "mlp, or conv (DCGAN, 28x28 or 64x64 images)", choices=("mlp", "conv"))
-CHANNELS = Option("channels", "--arch conv: channels of the stride-2 stages, e.g. 64,128 "
-                  "(none: DCGAN's)", type=int_list)
+CHANNELS = Option("channels", "--arch conv: channels of the stride-2 stages, e.g. 64,128",
+                  type=int_list)
 BATCH_NORM = Option("batch_norm", "batch normalisation in generator and discriminator", boolean=True)
 ENCODER = Option("encoder", "deterministic (delta) or gaussian encoder", choices=NOISES)
 #: the options of every adversarial facade's networks

@@ -104,9 +104,11 @@ def validation_size(text: str) -> int | float:
 
 def show(value: Any) -> str:
     """A default as a user would type it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) if value else "none"
-    return str(value)
+    return "none" if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,13 @@ class TrainConfig:
     Everything a training run depends on; saved as ``config.json`` in the run
     folder and in every checkpoint.
 
+    The fields fall into groups (:data:`CONFIG_GROUPS`): the family and its model options,
+    the data, the run (length, device, seed), the optimiser, the learning-rate schedule,
+    early stopping, the SVI loop, the ELBO objective, the adversarial players and EM. A
+    training step reads the shared groups and its own; the trainer refuses, by name, a
+    field of another group that is not at its default (:func:`check_applies`). A family's
+    defaults for a data set are :meth:`pyrogen.families.Family.train_config`.
+
     :param str objective: ``"elbo"`` (``Trace_ELBO``), ``"meanfield"``
         (``TraceMeanField_ELBO``: the Gaussian KL in closed form) or
         ``"iwae"`` (:class:`~pyrogen.infer.Trace_IWAE`) or ``"mcem"`` (Monte Carlo EM,

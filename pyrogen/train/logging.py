@@ -11,6 +11,7 @@ from torch import nn
 
 import pyrogen
 from pyrogen.data import DataSplits
+from pyrogen.models.base import Facade
 from pyrogen.train.checkpoint import atomic_write
 from pyrogen.viz import image_grid, save_image_grid
 
@@ -53,7 +54,7 @@ class RunLogger:
             "pyrogen_version": pyrogen.__version__,
             "train": self.config.to_dict(),
             "model": self.config.model,
-            "model_config": dict(getattr(self.model, "config", {})),
+            "model_config": dict(self.model.config) if isinstance(self.model, Facade) else {},
             "data": self.data.describe(),
         }
         text = json.dumps(config, indent=2) + "\n"

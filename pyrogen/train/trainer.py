@@ -255,7 +255,7 @@ class Trainer:
         """Everything needed to continue this run exactly (plain tensors and containers)."""
         return {
             "model_name": self.config.model,
-            "model_config": dict(getattr(self.model, "config", {})),
+            "model_config": dict(self.model.config) if isinstance(self.model, Facade) else {},
             "model_state": self.model.state_dict(),
             "optimizer": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "scheduler": {k: s.state_dict() for k, s in self.schedulers.items()},
