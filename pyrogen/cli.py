@@ -21,7 +21,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyrogen.cli_parser import build_parser, unknown_option_message
+from pyrogen.cli_parser import FAMILY_PARSERS, build_parser, unknown_option_message
 from pyrogen.data import load_dataset
 from pyrogen.families import Family, Request, families, get, load_run
 from pyrogen.families.base import summary_of
@@ -112,8 +112,8 @@ def _resumed(family: Family, run: dict[str, Any], model_given: dict[str, Any],
     flags = {o.name: o.cli for o in family.options}
     for name, value in model_given.items():
         if name not in saved["model_config"]:
-            raise ValueError(f"{flags[name]} cannot be given with --resume: the run's "
-                             f"{name.replace('_', ' ')} is saved in it")
+            raise ValueError(f"{flags[name]} cannot be given with --resume: the run keeps "
+                             "what it was built with (its model is saved in it)")
         if _same(value, saved["model_config"][name]):
             continue
         raise ValueError(f"cannot resume {run_dir} with {flags[name]} {show(value)}: the run was "
@@ -262,9 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrogen`` command; returns the exit status."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command == "train":
+        FAMILY_PARSERS[args.family].error(unknown_option_message(args.family, unknown))
     if unknown:
-        parser.error(unknown_option_message(args.family, unknown) if args.command == "train"
-                     else f"unrecognized arguments: {' '.join(unknown)}")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from pyrogen.data import DataFormatError
     from pyrogen.train import CheckpointError, NonFiniteLossError
 

@@ -22,6 +22,8 @@ GROUP_TITLES = {
     "svi": "SVI loop", "elbo": "objective (ELBO family)",
     "adversarial": "adversarial players", "em": "EM",
 }
+#: the `pyrogen train FAMILY` parsers of the last :func:`build_parser`, by family
+FAMILY_PARSERS: dict[str, argparse.ArgumentParser] = {}
 #: defaults that read better in words than as a value
 _DEFAULT_WORDS = {
     "dataset": "digits",
@@ -30,7 +32,8 @@ _DEFAULT_WORDS = {
     "device": f"{default_device()} (cuda when a GPU is visible)",
     "d_lr": "--lr",
     "clip_norm": "none",
-    "activation": "the network's",
+    "activation": "the network's: relu for mlp, leaky_relu/relu for conv",
+    "features": "none; required",
     "channels": "DCGAN's",
 }
 
@@ -65,7 +68,7 @@ def add_family_parser(sub: Any, family: Family) -> argparse.ArgumentParser:
     for group in family.train_groups():
         if group not in TRAIN_OPTIONS:
             continue
-        g = p.add_argument_group(GROUP_TITLES[group])
+        g = p.add_argument_group(GROUP_TITLES[group], family.group_notes.get(group))
         for option in TRAIN_OPTIONS[group]:
             option.add_to(g, default_text=_default_text(family, option, "train"))
         if group == "run":
@@ -87,7 +90,7 @@ def _add_train_parser(sub: Any) -> None:
     families_parser = p.add_subparsers(dest="family", required=True, metavar="FAMILY",
                                        title="families")
     for family in families():
-        add_family_parser(families_parser, family)
+        FAMILY_PARSERS[family.name] = add_family_parser(families_parser, family)
 
 
 def _add_evaluate_parser(sub: Any) -> None:

@@ -12,11 +12,13 @@ import torch
 
 from pyrogen.families.base import Family, Request
 from pyrogen.families.options import Option, int_list
-from pyrogen.families.vae import HIDDEN, LATENT
+from pyrogen.families.vae import LATENT
 from pyrogen.models.base import Facade
 from pyrogen.models.generator import NOISES
 from pyrogen.train import TrainConfig
 
+HIDDEN = Option("hidden", "hidden layer sizes of the MLP networks, e.g. 512,512: the "
+                "discriminator's (and the encoder's); the generator mirrors them", type=int_list)
 ARCH = Option("arch", "mlp, or conv (DCGAN, 28x28 or 64x64 images)", choices=("mlp", "conv"))
 CHANNELS = Option("channels", "--arch conv: channels of the stride-2 stages, e.g. 64,128",
                   type=int_list)

@@ -69,6 +69,8 @@ class Family:
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     #: TrainConfig fields whose default differs for this family on every data set
     train_overrides: ClassVar[dict[str, Any]] = {}
+    #: notes that ``pyrogen train NAME --help`` prints under a shared group (group -> text)
+    group_notes: ClassVar[dict[str, str]] = {}
     #: how ``--binarize`` defaults, in words (see :meth:`binarize_for`)
     binarize_text: ClassVar[str] = ("dynamic for the bernoulli likelihood, none otherwise; "
                                     "static for binarized-mnist")

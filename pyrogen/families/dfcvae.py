@@ -27,14 +27,14 @@ class DFCVAEFamily(Family):
     summary = "deep feature-consistent VAE on a classifier's (or VGG19's) features"
     facade = DFCVAE
     options = (
-        Option("features", "the fixed feature network (required): the run folder of a `pyrogen "
-               "train classifier` run on the same data set, or a file of torchvision VGG19 weights "
-               "(a state dict saved with torch.save)", type=Path, metavar="RUN|FILE", facade=False),
-        Option("layers", "comma-separated layers of the feature network (relu1,relu2,relu3 of a "
-               "classifier; the paper's relu1_1,relu2_1,relu3_1 of VGG19, the default for a file)",
+        Option("features", "the fixed feature network: the run folder of a `pyrogen train "
+               "classifier` run on the same data set, or a file of torchvision VGG19 weights (a "
+               "state dict saved with torch.save)", type=Path, metavar="RUN|FILE", facade=False),
+        Option("layers", "comma-separated layers of the feature network (for a file of VGG19 "
+               "weights the default is the paper's relu1_1,relu2_1,relu3_1)",
                type=str_list, flag="--feature-layers"),
-        Option("feature_weight", "weight of the feature loss against the KL term (the paper's "
-               "0.5)", type=positive_float),
+        Option("feature_weight", "weight of the feature loss against the KL term (the default "
+               "is the paper's)", type=positive_float),
         Option("reduction", "sum over each layer's elements, or the paper's mean",
                choices=REDUCTIONS),
         LATENT, HIDDEN, ARCH, ACTIVATION,

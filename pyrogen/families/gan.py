@@ -18,7 +18,8 @@ class GANFamily(AdversarialFamily):
         Option("generator_loss", "minimax log(1 - D(G(z))), nonsaturating -log D(G(z)), or "
                "regularised: -log D(G(z)) + reg-weight * mean (G(z) - G_old(z))^2, Su's complete "
                "loss", choices=GAN_GENERATOR_LOSSES),
-        Option("reg_weight", "regularised: lambda, the regulariser's weight (Su's 5)", type=float),
+        Option("reg_weight", "regularised: lambda, the regulariser's weight (the default is Su's)",
+               type=float),
         Option("reg_draws", "regularised: cached (Su's code: the generator's steps of an iteration "
                "reuse one batch of z and G_old(z)) or fresh (new z each step, G_old kept as weights)",
                choices=REG_DRAWS),

@@ -31,6 +31,12 @@ class MixtureFamily(Family):
     )
     #: --epochs counts EM iterations
     train_overrides = {"epochs": 100}
+    group_notes = {
+        "run": "--epochs counts EM iterations; exact EM stops earlier at --tol",
+        "optimisation": "generalised EM's gradient M-steps only: exact EM has no optimiser and "
+                        "refuses these",
+        "schedule": "generalised EM only",
+    }
 
     binarize_text = "static for bernoulli components, none for gaussian ones"
 

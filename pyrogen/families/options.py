@@ -224,7 +224,7 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
                "on one minibatch (the regularisers act from the second step on)", type=positive_int),
         Option("iterations_per_epoch", "iterations per epoch, cycling through fresh shuffles of "
                "the data (0: one pass over the training data)", type=non_negative_int),
-        Option("d_lr", "the discriminator's learning rate (none: --lr)", type=positive_float),
+        Option("d_lr", "the discriminator's learning rate", type=positive_float),
     ),
     "em": (
         Option("em", "exact: closed-form M-steps; generalised: --em-steps gradient steps per "
@@ -242,7 +242,8 @@ RUN_FOLDER_OPTIONS = (
            type=Path),
     Option("resume", "continue the stopped run in folder RUN from its last checkpoint; options "
            "given beside it must match the run's, except its length, device, data folder, early "
-           "stopping and learning-rate schedule, which apply from the epoch reached",
+           "stopping and learning-rate schedule, which apply from the epoch reached on (a changed "
+           "schedule gives those epochs the rates it prescribes for them)",
            type=Path, metavar="RUN"),
     Option("progress", "show a progress bar", boolean=True),
 )

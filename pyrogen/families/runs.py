@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pyrogen.families.registry import get
+from pyrogen.models import ImageClassifier
 from pyrogen.train.checkpoint import CheckpointError, load_checkpoint
 from pyrogen.train.config import TrainConfig
 
@@ -63,7 +64,7 @@ def load_run(
 def load_classifier(path: Path, data: Any, device: str) -> Any:
     """The classifier of a ``pyrogen train classifier`` run on images of ``data``'s shape."""
     classifier, config = load_run(path, "best", device)
-    if config.model != "classifier":
+    if not isinstance(classifier, ImageClassifier):
         raise ValueError(f"--features {path} is a {config.model} run; it must be a "
                          "`pyrogen train classifier` run")
     if tuple(classifier.data_shape) != tuple(data.shape):

@@ -13,8 +13,7 @@ LATENT = Option("latent_dim", "dimension of z", type=positive_int)
 HIDDEN = Option("hidden", "hidden layer sizes of the MLP encoder, e.g. 200,200; the decoder "
                 "mirrors them", type=int_list)
 ARCH = Option("arch", "mlp, or conv (DCGAN-style, 28x28 or 64x64 images)", choices=("mlp", "conv"))
-ACTIVATION = Option("activation", "hidden activation (none: relu for mlp, leaky_relu/relu for conv)",
-                    choices=tuple(ACTIVATIONS))
+ACTIVATION = Option("activation", "hidden activation", choices=tuple(ACTIVATIONS))
 LIKELIHOOD = Option("likelihood", "p(x|z)", choices=LIKELIHOODS)
 
 

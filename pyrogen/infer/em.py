@@ -158,9 +158,10 @@ def exact_em(
     return history
 
 
-def _claim_param_names(model: EMModel, x: torch.Tensor) -> None:
-    # Pyro's param store is global: a tensor another model left under the same
-    # name ("loc", ...) would be the one SVI steps, not this model's own
+def claim_param_names(model: EMModel, x: torch.Tensor) -> None:
+    """Make Pyro's global parameter store hold ``model``'s own parameters under their
+    names: a tensor another model left under the same name (``"loc"``, ...) would be the
+    one an SVI step moves, not this model's. It traces the model once on ``x[:1]``."""
     own = {id(p) for p in model.parameters()}
     trace = poutine.trace(model, param_only=True).get_trace(x[:1])
     store = pyro.get_param_store()
@@ -230,7 +231,7 @@ def generalised_em(
     else:
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                           max_plate_nesting=1)
-    _claim_param_names(model, x)
+    claim_param_names(model, x)
     svi = SVI(model, guide, optim if optim is not None else pyro.optim.Adam({"lr": lr}), elbo)
     history = [e_step(model, x)[0]]
     for _ in range(num_iters):

@@ -85,9 +85,11 @@ class Facade(nn.Module):
         return True
 
     def training_pictures(self, z: torch.Tensor | None, x: torch.Tensor,
-                          labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                          labels: torch.Tensor | None, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The pictures a training run writes after each epoch (name -> images), from fixed
-        latent draws ``z`` (None without a latent) and data points ``x``."""
+        latent draws ``z`` (None without a latent) and a few test points: ``x`` and
+        ``labels`` as the model reads them (one fixed binarisation draw), ``images`` the same
+        points' grey levels, as a person sees them."""
         return {}
 
 

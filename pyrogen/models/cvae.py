@@ -430,8 +430,8 @@ class CVAE(ShapedFacade):
         return torch.where(self.visible, x, mean)
 
     @torch.no_grad()
-    def training_pictures(self, z: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None
-                          ) -> dict[str, torch.Tensor]:
+    def training_pictures(self, z: torch.Tensor, x: torch.Tensor, labels: torch.Tensor | None,
+                          images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Pictures for a run folder: samples of every class from fixed ``z``, or quadrant completions."""
         n = z.shape[0]
         if self.needs_labels:

@@ -104,7 +104,7 @@ class Mixture(Facade):
 
     @torch.no_grad()
     def training_pictures(self, z: torch.Tensor | None, x: torch.Tensor,
-                          labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                          labels: torch.Tensor | None, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The components' means and draws from the mixture, for mixtures of images."""
         means = self.component_means()
         if means.dim() != 4:  # not images

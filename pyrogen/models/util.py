@@ -25,12 +25,12 @@ class ShapedFacade(Facade):
 
     @torch.no_grad()
     def training_pictures(self, z: torch.Tensor | None, x: torch.Tensor,
-                          labels: torch.Tensor | None) -> dict[str, Any]:
+                          labels: torch.Tensor | None, images: torch.Tensor) -> dict[str, Any]:
         """Decoded samples from the fixed draws ``z`` and, for a facade with an encoder,
-        the data points ``x`` above their reconstructions."""
+        the grey-level ``images`` above their reconstructions."""
         pictures = {"samples": self.decode(z)}
-        if self.has_encoder and len(x):
-            pictures["reconstructions"] = torch.cat([x, self.reconstruct(x)])
+        if self.has_encoder and len(images):
+            pictures["reconstructions"] = torch.cat([images, self.reconstruct(images)])
         return pictures
 
 

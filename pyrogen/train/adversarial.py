@@ -47,7 +47,6 @@ class AdversarialStep(Step):
 
     groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS + ("optimisation", "schedule", "adversarial")
     description: ClassVar[str] = "adversarial training"
-    batched: ClassVar[bool] = True
 
     def bind(self, trainer: Any) -> None:
         model, config = trainer.model, trainer.config
@@ -163,7 +162,7 @@ class AdversarialStep(Step):
                 where = (f"at epoch {trainer.epoch + 1}, iteration {self.iteration + 1} "
                          f"(global step {trainer.global_step + 1})")
                 value = trainer.optimise(value, self.params[name], self.optimizers[name],
-                                         what=f"{name} loss", where=where)
+                                         what=f"{name} loss", where=where, zero_unused=True)
             trainer.global_step += 1
             for key, v in {f"loss_{name}": value, **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + v

@@ -31,7 +31,8 @@ def check_data_fits_model(model: nn.Module, data: DataSplits) -> None:
         raise ValueError(
             f"likelihood 'bernoulli' needs binary data, but data set {data.name!r} "
             "is loaded with binarize='none' (grey levels): use binarize='dynamic' or "
-            "'static' (--binarize), or likelihood 'continuous-bernoulli' or 'gaussian'"
+            "'static' (--binarize), or a model of grey levels (a VAE's likelihood "
+            "'continuous-bernoulli' or 'gaussian', a mixture's gaussian component)"
         )
 
 

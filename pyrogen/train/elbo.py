@@ -33,7 +33,6 @@ class ELBOStep(Step):
 
     groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS + ("optimisation", "schedule", "stopping", "svi", "elbo")
     description: ClassVar[str] = "SVI training"
-    batched: ClassVar[bool] = True
 
     def __init__(self, supervised: bool = False) -> None:
         if supervised:

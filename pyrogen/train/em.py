@@ -26,7 +26,7 @@ from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
 from pyrogen.data import Split
-from pyrogen.infer.em import e_step
+from pyrogen.infer.em import claim_param_names, e_step
 from pyrogen.train.config import SHARED_GROUPS, check_applies
 from pyrogen.train.step import Step, check_finite
 
@@ -65,6 +65,8 @@ class EMStep(Step):
     def pre_phase(self, trainer: Any) -> dict[str, Any]:
         config = trainer.config
         trainer.model.init_from_data(self.x, method=config.init, seed=config.seed)
+        if config.em == "generalised":  # as generalised_em does (its trace draws from the stream)
+            claim_param_names(trainer.model.model, self.x)
         return {}
 
     def run_epoch(self, trainer: Any) -> dict[str, Any]:
@@ -94,6 +96,10 @@ class EMStep(Step):
         if converged:
             record["converged"] = True
         return record
+
+    def score(self, record: dict[str, Any]) -> float:
+        # EM's result is its last iteration (the validation NLL is reported, not selected on)
+        return -float(record["epoch"])
 
     def finished(self, record: dict[str, Any]) -> bool:
         return bool(record.get("converged"))

@@ -12,8 +12,9 @@ supplies what one way of fitting does within an epoch:
 * :class:`~pyrogen.train.AdversarialStep`: alternating players, each with its Pyro loss;
 * :class:`~pyrogen.train.EMStep`: one EM iteration (exact, or gradient M-steps);
 
-and an optional pre-phase (:class:`~pyrogen.train.BaselinePhase`, the prior-network CVAE's
-baseline network), run once before the first epoch of a fresh run.
+and an optional pre-phase (:meth:`Step.pre_phase`: the prior-network CVAE's baseline network,
+:func:`~pyrogen.train.pretrain.train_baseline`; a mixture's initialisation), run once before
+the first epoch of a fresh run.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class Step:
 
     #: the :data:`~pyrogen.train.config.CONFIG_GROUPS` the step reads; other options must
     #: keep their defaults
-    groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS
+    groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS + ("optimisation",)
     #: what the step trains, in messages (e.g. "SVI training")
     description: ClassVar[str] = "this step"
+    #: whether it takes minibatches of ``config.batch_size`` (the trainer checks they fit)
+    batched: ClassVar[bool] = True
 
     def bind(self, trainer: Any) -> None:
         """Build the losses and register the optimisers (called once, before any epoch)."""

@@ -35,7 +35,13 @@ from pyrogen.models.base import Facade
 from pyrogen.train.adversarial import AdversarialStep
 from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checks import check_data_fits_model
-from pyrogen.train.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from pyrogen.train.checkpoint import (
+    CheckpointError,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from pyrogen.train.config import (
     TrainConfig,
     batch_size_at,
@@ -184,12 +190,15 @@ class Trainer:
         self.closed_form = True
 
     def optimise(self, loss: torch.Tensor, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
-                 *, what: str = "loss", where: str | None = None, average: bool = True) -> float:
+                 *, what: str = "loss", where: str | None = None, average: bool = True,
+                 zero_unused: bool = False) -> float:
         """
         The optimiser step every training step takes: check that ``loss`` is finite (else
         :class:`~pyrogen.train.NonFiniteLossError` naming ``what`` and ``where``, by default
         the epoch and the global step),
-        differentiate it with respect to ``params`` only, average the gradients across
+        differentiate it with respect to ``params`` only (a parameter the loss does not reach
+        gets no gradient, so the optimiser leaves it, as after ``backward()``; with
+        ``zero_unused`` a zero gradient, as a player's optimiser keeps all its state moving), average the gradients across
         ranks, clip them to ``config.clip_norm``, step ``optimizer`` and update the weight
         average (unless ``average=False``). Returns the loss as a float.
         """
@@ -198,7 +207,7 @@ class Trainer:
         check_finite(value, what, where, self)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for p, g in zip(params, grads):
-            p.grad = torch.zeros_like(p) if g is None else g
+            p.grad = torch.zeros_like(p) if g is None and zero_unused else g
         if self.world_size > 1:
             average_gradients(params)
         if self.config.clip_norm is not None:
@@ -271,6 +280,7 @@ class Trainer:
         } | ({"average": self.average.state_dict()} if self.average is not None else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = upgrade_checkpoint(state, list(self.optimizers))
         self.model.load_state_dict(state["model_state"])
         closed_form = bool(state.get("closed_form_schedule"))
         for name, optimizer in self.optimizers.items():
@@ -428,9 +438,35 @@ class Trainer:
                     z = torch.randn(n, self.model.latent_dim, generator=g).to(self.device)
                 split = self.data.test if len(self.data.test) else self.data.train
                 batch = next(iter(split.batches(min(n // 2, len(split)), seed=self.config.seed)))
-                return self.model.training_pictures(z, batch.x, batch.y)
+                images = split.images[: n // 2]  # the batch's points, unshuffled, in grey levels
+                return self.model.training_pictures(z, batch.x, batch.y, images)
         finally:
             self.model.train(training)
+
+
+def upgrade_checkpoint(state: dict[str, Any], optimizers: list[str]) -> dict[str, Any]:
+    """
+    A checkpoint written before the trainer's steps (pyrogen 0.1.0 before the family
+    registry) in today's layout: the SVI trainer kept its one optimiser's and scheduler's
+    state at the top (now under the optimiser's name, ``optimizer["elbo"]``), the
+    adversarial trainer its snapshots and iteration count beside them (now ``step``).
+    ``optimizers`` are the names of the resuming trainer's optimisers.
+    """
+    state = dict(state)
+    optimizer = state.get("optimizer")
+    if isinstance(optimizer, dict) and "param_groups" in optimizer:  # one optimiser's own state
+        if len(optimizers) != 1:
+            raise CheckpointError(f"the checkpoint holds one optimiser's state, but this run "
+                                  f"trains {len(optimizers)} ({', '.join(optimizers)})")
+        state["optimizer"] = {optimizers[0]: optimizer}
+        state["scheduler"] = {optimizers[0]: state["scheduler"]}
+    if "step" not in state:
+        state["step"] = {key: state[key] for key in ("snapshots", "iteration") if key in state}
+    if optimizers and "optimizer" not in state:
+        raise CheckpointError("the checkpoint holds no optimiser state (a mixture fitted before "
+                              "pyrogen trained EM one iteration per epoch cannot be resumed by "
+                              "generalised EM); start a new run")
+    return state
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -439,4 +475,5 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step", "read_metrics"]
+__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step", "read_metrics",
+           "upgrade_checkpoint"]

@@ -130,3 +130,21 @@ def test_a_batch_schedule_is_refused_before_work(data):
 def test_weight_averaging_is_refused_before_work(data):
     with pytest.raises(ValueError, match="ema_decay=0.99: does not apply to adversarial training"):
         make(data, "gan", ema_decay=0.99)
+
+
+def test_a_checkpoint_of_the_old_layout_resumes_exactly(data, tmp_path):
+    """Before the steps, the adversarial trainer kept its snapshots and iteration count beside
+    the optimisers; such a checkpoint resumes as today's does."""
+    whole = make(data, "gan", tmp_path / "whole", epochs=3, g_steps=2)
+    whole.fit()
+    make(data, "gan", tmp_path / "old", epochs=1, g_steps=2).fit()
+    path = tmp_path / "old" / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    state.update(state.pop("step"))
+    del state["closed_form_schedule"]
+    torch.save(state, path)
+    resumed = make(data, "gan", tmp_path / "old", epochs=3, g_steps=2)
+    resumed.resume()
+    assert resumed.step.iteration == whole.history[0]["iterations"]
+    resumed.fit()
+    assert_same_weights(whole.model, resumed.model)

@@ -2,6 +2,7 @@ import json
 import math
 import pickle
 
+import pyro
 import pytest
 import torch
 
@@ -277,3 +278,67 @@ def test_em_refuses_svi_only_options_before_work(tmp_path, option):
     with pytest.raises(ValueError, match=f"{name}=.*: does not apply to EM"):
         Trainer(Mixture(data.shape, num_components=3), data, config, tmp_path / "run").fit()
     assert not (tmp_path / "run").exists()
+
+
+def _to_old_layout(path):
+    """Rewrite a checkpoint as the SVI trainer wrote it before the steps: its one optimiser's
+    and scheduler's state at the top, no step state."""
+    state = load_checkpoint(path)
+    state["optimizer"] = state["optimizer"]["elbo"]
+    state["scheduler"] = state["scheduler"]["elbo"]
+    del state["step"], state["closed_form_schedule"]
+    torch.save(state, path)
+
+
+def test_a_checkpoint_of_the_old_layout_resumes_exactly(data, tmp_path):
+    whole = make_trainer(data, tmp_path / "whole", epochs=3)
+    whole.fit()
+    make_trainer(data, tmp_path / "old", epochs=1).fit()
+    _to_old_layout(tmp_path / "old" / "checkpoints" / "last.pt")
+    resumed = make_trainer(data, tmp_path / "old", epochs=3, init_seed=9)
+    resumed.resume()
+    resumed.fit()
+    assert_same_weights(whole.model, resumed.model)
+    assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
+
+
+def test_generalised_em_through_the_trainer_equals_generalised_em(tmp_path):
+    """EMStep's generalised EM takes the same steps as pyrogen.infer.generalised_em (the same
+    random stream, the same Adam), one iteration per epoch; its best checkpoint is the last."""
+    from pyrogen.infer import generalised_em
+    from pyrogen.models import Mixture
+
+    data = load_dataset("digits", binarize="static", limit=200)
+    config = TrainConfig(model="mixture", binarize="static", device="cpu", em="generalised",
+                         em_steps=2, epochs=3, batch_size=50, lr=0.05)
+    pyro.set_rng_seed(0)
+    ours = Mixture(data.shape, num_components=3)
+    history = Trainer(ours, data, config, tmp_path / "run", progress=False).fit()
+
+    pyro.clear_param_store()
+    theirs = Mixture(data.shape, num_components=3)
+    pyro.set_rng_seed(0)  # where the trainer seeds: after the model is built
+    x = next(iter(data.train.batches(len(data.train), seed=0))).x
+    theirs.init_from_data(x, method="kmeans++", seed=0)
+    lls = generalised_em(theirs, x, num_iters=3, steps_per_iter=2, lr=0.05, batch_size=50)
+    assert [-r["train_loss"] for r in history] == lls[1:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 3
+
+
+def test_a_step_that_follows_the_contract_plugs_in(data):
+    """A Step subclass that defines run_epoch only (the base gives the rest) trains."""
+    from pyrogen.train import Step
+
+    class Noise(Step):
+        def bind(self, trainer):
+            self.params = [p for p in trainer.model.parameters() if p.requires_grad]
+            self.optimizer = trainer.add_optimizer("noise", self.params)
+
+        def run_epoch(self, trainer):
+            loss = sum((p ** 2).sum() for p in self.params)
+            return {"train_loss": trainer.optimise(loss, self.params, self.optimizer)}
+
+    vae = VAE(data.shape, latent_dim=2, hidden=(8,))
+    config = TrainConfig(epochs=2, device="cpu", batch_size=50)
+    history = Trainer(vae, data, config, None, step=Noise(), progress=False).fit()
+    assert len(history) == 2 and history[1]["train_loss"] < history[0]["train_loss"]
