@@ -166,13 +166,15 @@ def test_resume_refuses_another_family_and_changed_model_options(tmp_path, capsy
     code, _, err = run(capsys, "train", "vae", "--resume", run_dir, "--hidden", "999", "--device", "cpu")
     assert code == 1 and "--hidden 999: the run was trained with 16, and a model option cannot change" in err
     code, _, err = run(capsys, "train", "vae", "--resume", run_dir, "--batch-size", "10", "--device", "cpu")
-    assert code == 1 and "--batch-size 10: the run was trained with 100" in err
+    assert code == 1 and "--batch-size 10: the run was trained with 50" in err  # the digits default
     code, _, err = run(capsys, "train", "vae", "--resume", run_dir, "--out", tmp_path / "other",
                        "--device", "cpu")
     assert code == 1 and "a resumed run continues in its own folder" in err
     # the same values as the run's are no change
     code, out, err = run(capsys, "train", "vae", "--resume", run_dir, "--hidden", "16", "--epochs", "2",
-                         "--lr", "0.002", "--device", "cpu", "--no-progress")
+                         "--lr", "0.004", "--device", "cpu", "--no-progress")
     assert code == 0, err
-    record = [r for r in load_checkpoint(run_dir / "checkpoints" / "last.pt")["history"]][-1]
-    assert record["resumed_with"] == {"epochs": [1, 2], "lr": [0.001, 0.002]} and record["lr"] == 0.002
+    record = load_checkpoint(run_dir / "checkpoints" / "last.pt")["history"][-1]
+    assert record["resumed_with"] == {"epochs": [1, 2], "lr": [0.002, 0.004]}
+    # the digits default is a cosine schedule to 1e-5: epoch 2 of 2 starts half way down
+    assert record["lr"] == pytest.approx(1e-5 + (0.004 - 1e-5) / 2)

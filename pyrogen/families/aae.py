@@ -22,4 +22,6 @@ class AAEFamily(AdversarialFamily):
         Option("reg_weight", "weight of the encoder's analogue of Su's regulariser (0: off)",
                type=float),
     )
-    dataset_defaults = {"digits": DIGITS}
+    dataset_defaults = {"digits": {**DIGITS, "hidden": [256, 256], "encoder": "gaussian"}}
+    quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
+                          "recall": 0.75, "fd_over_floor": 6.0, "linear_probe_accuracy": 0.85}}

@@ -26,9 +26,9 @@ BATCH_NORM = Option("batch_norm", "batch normalisation in generator and discrimi
 ENCODER = Option("encoder", "deterministic (delta) or gaussian encoder", choices=NOISES)
 #: the options of every adversarial facade's networks
 NETWORK = (LATENT, ARCH, HIDDEN, CHANNELS, BATCH_NORM)
-#: the 8x8 digits are too small for the DCGAN networks; these are the MLP settings that the
-#: command line used there before the families had per-data-set defaults
-DIGITS = {"latent_dim": 50, "arch": "mlp", "hidden": [400]}
+#: the 8x8 digits are too small for the DCGAN networks: MLPs, trained for about 3,800
+#: iterations at DCGAN's rate (benchmarks/defaults_sweep.py; docs/families.rst has the table)
+DIGITS = {"arch": "mlp", "epochs": 200, "batch_size": 64, "lr": 2e-4}
 
 
 class AdversarialFamily(Family):

@@ -69,6 +69,11 @@ class Family:
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     #: TrainConfig fields whose default differs for this family on every data set
     train_overrides: ClassVar[dict[str, Any]] = {}
+    #: data set -> the quality its defaults must reach there (``pytest -m quality`` checks
+    #: it): a score of ``pyrogen evaluate --features`` (or ``fd_over_floor``, the Frechet
+    #: distance over its real-vs-real floor) -> its bound; :data:`LOWER_IS_BETTER` scores
+    #: are upper bounds, the others lower bounds
+    quality: ClassVar[dict[str, dict[str, float]]] = {}
     #: notes that ``pyrogen train NAME --help`` prints under a shared group (group -> text)
     group_notes: ClassVar[dict[str, str]] = {}
     #: how ``--binarize`` defaults, in words (see :meth:`binarize_for`)
@@ -214,10 +219,31 @@ class Family:
         return model.model, None
 
 
+#: the scores of :attr:`Family.quality` whose bound is an upper one
+LOWER_IS_BETTER = ("class_kl", "fd_over_floor", "frechet_distance", "nll", "reconstruction_ratio")
+
+
+def quality_failures(family: Family, dataset: str, scores: dict[str, float]) -> list[str]:
+    """The bounds of ``family.quality[dataset]`` that ``scores`` miss, in words (empty: all met)."""
+    scores = dict(scores)
+    if "frechet_distance" in scores and "frechet_floor" in scores:
+        scores.setdefault("fd_over_floor", scores["frechet_distance"] / scores["frechet_floor"])
+    failures = []
+    for name, bound in family.quality.get(dataset, {}).items():
+        value = scores.get(name)
+        upper = name in LOWER_IS_BETTER
+        if value is None or (value > bound if upper else value < bound):
+            failures.append(f"{name} = {value} ({'<=' if upper else '>='} {bound} wanted)")
+    return failures
+
+
 def check_dataset_defaults(family: Family) -> None:
     """Raise a ``ValueError`` if ``family.dataset_defaults`` names an unknown data set or option."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     names = {o.name for o in family.model_options()}
+    for dataset in family.quality:
+        if dataset not in DATASETS:
+            raise ValueError(f"family {family.name!r}: unknown data set {dataset!r} in its quality")
     for dataset, values in family.dataset_defaults.items():
         if dataset not in DATASETS:
             raise ValueError(f"family {family.name!r}: unknown data set {dataset!r} in its defaults")
@@ -235,4 +261,5 @@ def summary_of(history: list[dict[str, Any]]) -> dict[str, Any]:
             **{k: v for k, v in last.items() if k in keys or k.startswith("loss_")}}
 
 
-__all__ = ["Family", "Request", "check_dataset_defaults", "summary_of"]
+__all__ = ["Family", "LOWER_IS_BETTER", "Request", "check_dataset_defaults", "quality_failures",
+           "summary_of"]

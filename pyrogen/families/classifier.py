@@ -31,6 +31,9 @@ class ClassifierFamily(Family):
 
     binarize_text = "none; static for binarized-mnist"
 
+    dataset_defaults = {"digits": {"epochs": 30}}
+    quality = {"digits": {"accuracy": 0.97}}
+
     def binarize_for(self, model_options: dict[str, Any]) -> str:
         return "none"
 

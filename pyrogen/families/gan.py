@@ -24,4 +24,6 @@ class GANFamily(AdversarialFamily):
                "reuse one batch of z and G_old(z)) or fresh (new z each step, G_old kept as weights)",
                choices=REG_DRAWS),
     )
-    dataset_defaults = {"digits": DIGITS}
+    dataset_defaults = {"digits": {**DIGITS, "latent_dim": 16, "hidden": [256, 256]}}
+    quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.55,
+                          "recall": 0.75, "fd_over_floor": 3.0}}

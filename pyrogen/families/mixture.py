@@ -31,6 +31,9 @@ class MixtureFamily(Family):
     )
     #: --epochs counts EM iterations
     train_overrides = {"epochs": 100}
+    dataset_defaults = {"digits": {"num_components": 20}}
+    quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.8,
+                          "recall": 0.75, "fd_over_floor": 2.0, "nll": 24.0}}
     group_notes = {
         "run": "--epochs counts EM iterations; exact EM stops earlier at --tol",
         "optimisation": "generalised EM's gradient M-steps only: exact EM has no optimiser and "

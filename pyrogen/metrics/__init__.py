@@ -8,6 +8,7 @@ from pyrogen.metrics.frechet import (
 )
 from pyrogen.metrics.quality import (
     class_histogram,
+    conditional_accuracy,
     linear_probe_accuracy,
     mode_coverage,
     precision_recall,
@@ -17,6 +18,7 @@ from pyrogen.metrics.quality import (
 
 __all__ = [
     "class_histogram",
+    "conditional_accuracy",
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_features",

@@ -53,7 +53,9 @@ def mode_coverage(generated: torch.Tensor, data: torch.Tensor, num_classes: int,
       ``threshold`` :math:`\cdot d_c` (a class generated at least a tenth as often as it
       occurs, by default);
     * ``class_kl``: :math:`\mathrm{KL}(g \,\|\, d) = \sum_c g_c \log (g_c / d_c)`, 0 for a
-      perfect match (infinite if a class is generated that the data lack).
+      perfect match (infinite if a class is generated that the data lack);
+    * ``min_class_share``: :math:`\min_c g_c` over the data's classes, the share of the
+      rarest one among the generated points (0 if a class is missing).
 
     :param generated: predicted labels of generated points ``(n,)``.
     :param data: labels of data points ``(m,)``.
@@ -70,7 +72,7 @@ def mode_coverage(generated: torch.Tensor, data: torch.Tensor, num_classes: int,
     else:
         nz = g > 0
         kl = float((g[nz] * (g[nz] / d[nz]).log()).sum())
-    return {"classes_covered": covered, "class_kl": kl}
+    return {"classes_covered": covered, "class_kl": kl, "min_class_share": float(g[present].min())}
 
 
 def _knn_radii(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
@@ -196,7 +198,27 @@ def sample_quality(model: Any, classifier: Any, real: torch.Tensor, real_labels:
     return result
 
 
+@torch.no_grad()
+def conditional_accuracy(model: Any, classifier: Any, num_classes: int,
+                         num_per_class: int = 100) -> dict[str, float]:
+    r"""
+    How well a class-conditional model draws the class it is asked for: for every class
+    :math:`k`, ``num_per_class`` samples ``model.sample(n, y=k)``, and the share of them that
+    ``classifier`` calls :math:`k`.
+
+    :returns: ``conditional_accuracy`` (the mean share over classes) and
+        ``conditional_accuracy_min`` (the worst class's).
+    """
+    shares = []
+    for k in range(num_classes):
+        predicted = classifier.predict(model.sample(num_per_class, y=k))
+        shares.append((predicted == k).double().mean().item())
+    return {"conditional_accuracy": sum(shares) / len(shares),
+            "conditional_accuracy_min": min(shares)}
+
+
 __all__ = [
+    "conditional_accuracy",
     "class_histogram",
     "linear_probe_accuracy",
     "mode_coverage",

@@ -22,7 +22,7 @@ def test_class_histogram_and_errors():
 
 def test_mode_coverage_matches_hand_values():
     data = torch.tensor([0, 1, 2, 3] * 25)  # uniform over 4 classes
-    assert mode_coverage(data, data, 4) == {"classes_covered": 1.0, "class_kl": 0.0}
+    assert mode_coverage(data, data, 4) == {"classes_covered": 1.0, "class_kl": 0.0, "min_class_share": 0.25}
     collapsed = torch.zeros(100, dtype=torch.long)  # every sample is a 0
     result = mode_coverage(collapsed, data, 4)
     assert result["classes_covered"] == 0.25
@@ -33,6 +33,8 @@ def test_mode_coverage_matches_hand_values():
     # a class at 2% of the samples against 25% of the data is not covered at threshold 0.1
     rare = torch.tensor([0] * 49 + [1] * 49 + [2] * 2)
     assert mode_coverage(rare, data, 4)["classes_covered"] == 0.5
+    assert mode_coverage(rare, data, 4)["min_class_share"] == 0.0  # class 3 is missing
+    assert mode_coverage(torch.tensor([0] * 40 + [1] * 30 + [2] * 27 + [3] * 3), data, 4)["min_class_share"] == 0.03
     assert mode_coverage(torch.tensor([3]), torch.tensor([0, 1]), 4)["class_kl"] == math.inf
 
 

@@ -1,0 +1,75 @@
+"""
+The quality suite (``pytest -m quality``, about 15 minutes on 2 cores): every family's bare
+``pyrogen train FAMILY --dataset digits`` is trained, scored by ``pyrogen evaluate --features``
+against a classifier run trained at its own defaults, and checked against the bounds the
+family declares beside its defaults (``Family.quality``). The last results are committed in
+``benchmarks/results/quality_digits.json`` (``--quality-out`` writes them).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pyrogen.families import get, names
+from pyrogen.families.base import quality_failures
+
+pytestmark = pytest.mark.quality
+
+BUILT_IN = ("vae", "cvae", "mixture", "dfcvae", "classifier", "gan", "aae", "ali")
+
+
+def _pyrogen(*argv):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "pyrogen", *map(str, argv)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    run = tmp_path_factory.mktemp("quality") / "classifier"
+    _pyrogen("train", "classifier", "--dataset", "digits", "--device", "cpu", "--no-progress", "--out", run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def results():
+    found = {}
+    yield found
+    out = os.environ.get("PYROGEN_QUALITY_OUT")
+    if out:
+        with open(out, "w") as f:
+            json.dump(found, f, indent=2)
+            f.write("\n")
+
+
+#: README commands on digits that are variants of a family's defaults and meet its bounds too
+README_VARIANTS = {"gan-regularised": ("gan", ["--generator-loss", "regularised", "--g-steps", "2"])}
+CASES = {name: (name, []) for name in BUILT_IN} | README_VARIANTS
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bare_command_on_digits_meets_its_bounds(case, classifier, results, tmp_path):
+    name, options = CASES[case]
+    assert name in names()
+    family = get(name)
+    run = tmp_path / case
+    extra = (["--features", classifier] if name == "dfcvae" else []) + options
+    start = time.perf_counter()
+    _pyrogen("train", name, "--dataset", "digits", *extra, "--device", "cpu", "--no-progress", "--out", run)
+    minutes = (time.perf_counter() - start) / 60
+    evaluate = ["evaluate", run, "--device", "cpu", "--iw-samples", "100"]
+    if name != "classifier":
+        evaluate += ["--features", classifier, "--num-samples", "1000"]
+    scores = _pyrogen(*evaluate)
+    scores["minutes"] = round(minutes, 2)
+    results[case] = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    command = " ".join(["pyrogen train", name, "--dataset digits", *options])
+    failures = quality_failures(family, "digits", scores)
+    assert not failures, f"{command}: " + "; ".join(failures)
+    assert minutes < 3, f"{command} took {minutes:.1f} minutes"
