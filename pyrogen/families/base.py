@@ -255,7 +255,8 @@ def check_dataset_defaults(family: Family) -> None:
 
 def summary_of(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The last record's figures that ``pyrogen train`` prints."""
-    keys = ("train_loss", "valid_loss", "binarize", "iterations", "em", "converged")
+    keys = ("train_loss", "valid_loss", "binarize", "iterations", "em", "converged",
+            "sample_diversity", "collapse")
     last = history[-1]
     return {"epochs": len(history),
             **{k: v for k, v in last.items() if k in keys or k.startswith("loss_")}}

@@ -25,24 +25,48 @@ and schedules, and the regulariser's last snapshot.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pyro
+import torch
+from tqdm.auto import tqdm
 
 from pyrogen.train.config import SHARED_GROUPS
 from pyrogen.train.distributed import average_buffers
 from pyrogen.train.step import Step, num_batches, sum_across_ranks
 
 
+#: a sample diversity below this share of the data's is a collapse (measured on digits:
+#: healthy runs 0.78-1.05, runs that cover 1 to 9 of the 10 classes 0.00-0.37)
+COLLAPSE_DIVERSITY = 0.5
+#: the samples and data points the diversity is measured on
+DIVERSITY_POINTS = 256
+
+
+def mean_pairwise_distance(x: torch.Tensor) -> float:
+    """The mean Euclidean distance between two different points of ``x`` (flattened)."""
+    x = x.flatten(1).double()
+    return float(torch.cdist(x, x).sum() / (len(x) * (len(x) - 1)))
+
+
 class AdversarialStep(Step):
-    """
+    r"""
     The alternating loop of an adversarial facade (``players()``, ``losses()``;
     :class:`~pyrogen.models.AdversarialFacade`): ``config.d_steps`` and ``config.g_steps``
     set the steps per iteration, ``config.d_lr`` the discriminator's learning rate and
-    ``config.betas`` Adam's betas. No adversarial loss measures quality, so there is no
-    validation loss and the best checkpoint is the last one.
+    ``config.betas`` Adam's betas.
+
+    No adversarial loss measures quality, so there is no validation loss. Instead every epoch
+    watches for collapse: the *sample diversity*, the mean pairwise distance of
+    :data:`DIVERSITY_POINTS` samples from fixed draws over that of as many training points
+    (about 1 for a model that covers the data, near 0 for one that draws one image), in each
+    epoch's record. When it is below :data:`COLLAPSE_DIVERSITY` after having been above it, or
+    below half the highest it reached, the samples have collapsed: the record says
+    ``"collapse": true``, and the run warns when a collapse begins. The best checkpoint is the
+    last epoch whose diversity was above the bound, else the last that had not collapsed.
     """
 
     groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS + ("optimisation", "schedule", "adversarial")
@@ -64,18 +88,39 @@ class AdversarialStep(Step):
         }
         self.data_free = tuple(model.data_free_players)
         self.iteration = 0
+        self.data_diversity = mean_pairwise_distance(trainer.data.train.images[:DIVERSITY_POINTS])
+        self.peak_diversity = 0.0
 
     def score(self, record: dict[str, Any]) -> float:
-        return -float(record["epoch"])
+        # the last diverse epoch, else the last that had not collapsed, else the last
+        diverse = record.get("sample_diversity", 1.0) >= COLLAPSE_DIVERSITY
+        rank = 0.0 if diverse else 2e9 if record.get("collapse") else 1e9
+        return rank - float(record["epoch"])
+
+    @torch.no_grad()
+    def sample_diversity(self, trainer: Any) -> float:
+        """The diversity of samples from fixed draws over the data's (outside the run's
+        random stream, in eval mode)."""
+        model = trainer.model
+        training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=trainer.rng_devices()):
+                torch.manual_seed(trainer.config.seed)
+                samples = model.sample(min(DIVERSITY_POINTS, len(trainer.data.train)))
+        finally:
+            model.train(training)
+        return mean_pairwise_distance(samples) / self.data_diversity
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshots": {k: loss.snapshot_state() for k, loss in self.losses.items()},
-                "iteration": self.iteration}
+                "iteration": self.iteration, "peak_diversity": self.peak_diversity}
 
     def load_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
         for name, loss in self.losses.items():
             loss.load_snapshot_state(state.get("snapshots", {}).get(name), guide=trainer.model.guide)
         self.iteration = int(state.get("iteration", 0))
+        self.peak_diversity = float(state.get("peak_diversity", 0.0))
 
     def run_epoch(self, trainer: Any) -> dict[str, Any]:
         config = trainer.config
@@ -107,6 +152,7 @@ class AdversarialStep(Step):
         average_buffers(trainer.model)  # batch norm's running statistics, equal on every rank
         for loss in self.losses.values():
             loss.terms = {}
+        diversity = self.sample_diversity(trainer)
         record: dict[str, Any] = {}
         for key in sorted(sums):
             record[key] = sum_across_ranks(sums[key] / max(counts[key], 1), trainer.device) / trainer.world_size
@@ -118,7 +164,19 @@ class AdversarialStep(Step):
             "steps": trainer.global_step,
             "iterations": self.iteration,
             "iterations_in_epoch": iterations,
+            "sample_diversity": diversity,
         })
+        collapse = diversity < COLLAPSE_DIVERSITY and (
+            self.peak_diversity >= COLLAPSE_DIVERSITY or diversity < self.peak_diversity / 2)
+        if collapse:
+            record["collapse"] = True
+            began = not trainer.history or not trainer.history[-1].get("collapse")
+            if began and trainer.rank == 0:
+                tqdm.write(f"pyrogen: epoch {trainer.epoch + 1}: the samples have collapsed (their "
+                           f"diversity fell to {diversity:.2f} of the data's, from "
+                           f"{self.peak_diversity:.2f}); best.pt keeps the last diverse epoch",
+                           file=sys.stderr)
+        self.peak_diversity = max(self.peak_diversity, diversity)
         return record
 
     def _batches(self, trainer: Any) -> Iterator[Any]:
@@ -189,4 +247,4 @@ def _next(batches: Iterator[Any]) -> Any:
         raise _EpochEnd from None
 
 
-__all__ = ["AdversarialStep"]
+__all__ = ["AdversarialStep", "COLLAPSE_DIVERSITY", "mean_pairwise_distance"]

@@ -148,3 +148,32 @@ def test_a_checkpoint_of_the_old_layout_resumes_exactly(data, tmp_path):
     assert resumed.step.iteration == whole.history[0]["iterations"]
     resumed.fit()
     assert_same_weights(whole.model, resumed.model)
+
+
+def test_sample_diversity_against_closed_forms():
+    from pyrogen.train.adversarial import mean_pairwise_distance
+
+    # two points at distance 5, and three on a line: (1 + 2 + 1) * 2 / 6
+    assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+    assert mean_pairwise_distance(torch.tensor([[0.0], [1.0], [2.0]])) == pytest.approx(4 / 3)
+    assert mean_pairwise_distance(torch.zeros(5, 1, 2, 2)) == 0.0
+
+
+def test_a_collapse_is_recorded_and_best_keeps_the_last_diverse_epoch(data, tmp_path):
+    """A generator that stops drawing different images (its last layer zeroed after epoch 2)
+    collapses: the record says so, and best.pt is epoch 2."""
+    trainer = make(data, "gan", tmp_path, epochs=4)
+
+    def collapse(trainer, record):
+        if record["epoch"] == 2:
+            with torch.no_grad():
+                last = [m for m in trainer.model.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+                last.weight.zero_()
+            trainer.step.peak_diversity = max(trainer.step.peak_diversity, 0.6)  # as a healthy run
+
+    trainer.callbacks.append(collapse)
+    history = trainer.fit()
+    assert all("sample_diversity" in r for r in history)
+    assert [bool(r.get("collapse")) for r in history] == [False, False, True, True]
+    assert history[2]["sample_diversity"] < 0.1
+    assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 2
