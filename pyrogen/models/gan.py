@@ -55,6 +55,14 @@ class AdversarialFacade(ShapedFacade):
         return self.model.generate(z)
 
     @torch.no_grad()
+    def training_pictures(self, z: torch.Tensor | None, x: torch.Tensor,
+                          labels: torch.Tensor | None, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """As :meth:`ShapedFacade.training_pictures <pyrogen.models.util.ShapedFacade.training_pictures>`,
+        with draws of the model's own prior (an AAE's may be a mixture, not the
+        :math:`N(0, I)` of the fixed draws ``z``), seeded by the trainer."""
+        return super().training_pictures(self.model.prior().sample((len(z),)), x, labels, images)
+
+    @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
         r""":math:`G(z)` for ``num_samples`` draws :math:`z \sim q(z)`."""
         if int(num_samples) < 1:

@@ -431,6 +431,7 @@ class Trainer:
         self.model.eval()
         try:
             with self.averaged(), torch.random.fork_rng(devices=self.rng_devices()):
+                torch.manual_seed(self.config.seed)  # the same draws every epoch
                 n = self.config.num_pictures
                 z = None
                 if self.model.latent_dim is not None:
