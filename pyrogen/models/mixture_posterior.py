@@ -22,10 +22,10 @@ from pyrogen.models.mixture import (
     BernoulliMixtureModel,
     GaussianMixtureModel,
     MixtureModel,
-    MixturePosterior,
     _positive_int,
 )
 from pyrogen.models.base import Facade
+from pyrogen.models.mixture_guide import MixturePosterior
 
 
 class Mixture(Facade):
