@@ -1,5 +1,6 @@
 r"""
-The exact posterior of a mixture as a Pyro guide (EM's E-step), and the mixture facade.
+The mixture facade (:class:`Mixture`); its exact posterior, the E-step guide, is in
+:mod:`pyrogen.models.mixture_guide`.
 
 See :mod:`pyrogen.models.mixture` for the generative models and
 :mod:`pyrogen.infer.em` for the EM loops.

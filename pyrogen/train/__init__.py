@@ -7,7 +7,8 @@ from pyrogen.train.config import CONFIG_GROUPS, TrainConfig, batch_size_at, buil
 from pyrogen.train.elbo import ELBOStep
 from pyrogen.train.em import EMStep
 from pyrogen.train.step import NonFiniteLossError, Step
-from pyrogen.train.trainer import Trainer, default_step, read_metrics
+from pyrogen.train.logging import read_metrics
+from pyrogen.train.trainer import Trainer, default_step
 
 __all__ = [
     "AdversarialStep",

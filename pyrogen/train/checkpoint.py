@@ -99,3 +99,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def upgrade_checkpoint(state: dict[str, Any], optimizers: list[str]) -> dict[str, Any]:
+    """
+    A checkpoint written before the trainer's steps (pyrogen 0.1.0 before the family
+    registry) in today's layout: the SVI trainer kept its one optimiser's and scheduler's
+    state at the top (now under the optimiser's name, ``optimizer["elbo"]``), the
+    adversarial trainer its snapshots and iteration count beside them (now ``step``).
+    ``optimizers`` are the names of the resuming trainer's optimisers.
+    """
+    state = dict(state)
+    optimizer = state.get("optimizer")
+    if isinstance(optimizer, dict) and "param_groups" in optimizer:  # one optimiser's own state
+        if len(optimizers) != 1:
+            raise CheckpointError(f"the checkpoint holds one optimiser's state, but this run "
+                                  f"trains {len(optimizers)} ({', '.join(optimizers)})")
+        state["optimizer"] = {optimizers[0]: optimizer}
+        state["scheduler"] = {optimizers[0]: state["scheduler"]}
+    if "step" not in state:
+        state["step"] = {key: state[key] for key in ("snapshots", "iteration") if key in state}
+    if optimizers and "optimizer" not in state:
+        raise CheckpointError("the checkpoint holds no optimiser state (a mixture fitted before "
+                              "pyrogen trained EM one iteration per epoch cannot be resumed by "
+                              "generalised EM); start a new run")
+    return state

@@ -323,6 +323,16 @@ def scheduled_lr(config: TrainConfig, base_lr: float, epoch: int) -> float:
     return base_lr
 
 
+def closed_form_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, base_lr: float,
+                          epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A schedule that sets ``optimizer``'s rate to :func:`scheduled_lr` from ``base_lr`` for
+    every epoch, starting at ``epoch`` (0-based; the epochs before it are done)."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = base_lr
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: scheduled_lr(config, base_lr, e) / base_lr, last_epoch=epoch - 1)
+
+
 def kl_weight(config: TrainConfig, epoch: int) -> float:
     r"""
     The KL weight of epoch ``epoch`` (0-based): ``beta * min(1, (epoch + 1) / kl_warmup)``.

@@ -19,7 +19,6 @@ before each optimiser step, and only rank 0 writes files.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -36,11 +35,11 @@ from pyrogen.train.adversarial import AdversarialStep
 from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checks import check_data_fits_model
 from pyrogen.train.checkpoint import (
-    CheckpointError,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
+    upgrade_checkpoint,
 )
 from pyrogen.train.config import (
     TrainConfig,
@@ -48,7 +47,7 @@ from pyrogen.train.config import (
     build_optimizer,
     build_scheduler,
     check_applies,
-    scheduled_lr,
+    closed_form_scheduler,
 )
 from pyrogen.train.distributed import average_gradients, broadcast_module, gather_rng_states
 from pyrogen.train.distributed import rank as _rank
@@ -178,15 +177,11 @@ class Trainer:
         return optimizer
 
     def _closed_form_schedule(self) -> None:
-        """Replace every schedule by its closed form (:func:`~pyrogen.train.config.scheduled_lr`)
-        from the current epoch on: how a resumed run applies changed schedule options."""
+        """Replace every schedule by its closed form from the current epoch on: how a resumed
+        run applies changed schedule options."""
         for name, optimizer in self.optimizers.items():
-            base = self.base_lrs[name]
-            for group in optimizer.param_groups:
-                group["initial_lr"] = base
-            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda e, base=base: scheduled_lr(self.config, base, e) / base,
-                last_epoch=self.epoch - 1)
+            self.schedulers[name] = closed_form_scheduler(self.config, optimizer, self.base_lrs[name],
+                                                          self.epoch)
         self.closed_form = True
 
     def optimise(self, loss: torch.Tensor, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
@@ -445,36 +440,4 @@ class Trainer:
             self.model.train(training)
 
 
-def upgrade_checkpoint(state: dict[str, Any], optimizers: list[str]) -> dict[str, Any]:
-    """
-    A checkpoint written before the trainer's steps (pyrogen 0.1.0 before the family
-    registry) in today's layout: the SVI trainer kept its one optimiser's and scheduler's
-    state at the top (now under the optimiser's name, ``optimizer["elbo"]``), the
-    adversarial trainer its snapshots and iteration count beside them (now ``step``).
-    ``optimizers`` are the names of the resuming trainer's optimisers.
-    """
-    state = dict(state)
-    optimizer = state.get("optimizer")
-    if isinstance(optimizer, dict) and "param_groups" in optimizer:  # one optimiser's own state
-        if len(optimizers) != 1:
-            raise CheckpointError(f"the checkpoint holds one optimiser's state, but this run "
-                                  f"trains {len(optimizers)} ({', '.join(optimizers)})")
-        state["optimizer"] = {optimizers[0]: optimizer}
-        state["scheduler"] = {optimizers[0]: state["scheduler"]}
-    if "step" not in state:
-        state["step"] = {key: state[key] for key in ("snapshots", "iteration") if key in state}
-    if optimizers and "optimizer" not in state:
-        raise CheckpointError("the checkpoint holds no optimiser state (a mixture fitted before "
-                              "pyrogen trained EM one iteration per epoch cannot be resumed by "
-                              "generalised EM); start a new run")
-    return state
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run folder's ``metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step", "read_metrics",
-           "upgrade_checkpoint"]
+__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step"]
