@@ -178,3 +178,20 @@ def test_resume_refuses_another_family_and_changed_model_options(tmp_path, capsy
     assert record["resumed_with"] == {"epochs": [1, 2], "lr": [0.002, 0.004]}
     # the digits default is a cosine schedule to 1e-5: epoch 2 of 2 starts half way down
     assert record["lr"] == pytest.approx(1e-5 + (0.004 - 1e-5) / 2)
+
+
+def test_quality_failures_name_each_missed_bound():
+    from pyrogen.families.base import quality_failures
+
+    gan = get("gan")
+    bounds = gan.quality["digits"]
+    good = {"classes_covered": 1.0, "min_class_share": 0.05, "precision": 0.9, "recall": 0.9,
+            "frechet_distance": 10.0, "frechet_floor": 10.0}
+    assert quality_failures(gan, "digits", good) == []
+    bad = dict(good, min_class_share=0.01, frechet_distance=10.0 * (bounds["fd_over_floor"] + 1))
+    failures = quality_failures(gan, "digits", bad)
+    assert len(failures) == 2
+    assert failures[0].startswith("min_class_share = 0.01 (>= 0.03 wanted)")
+    assert "fd_over_floor" in failures[1] and "<=" in failures[1]
+    assert quality_failures(gan, "digits", {})  # a missing score is a failure, not a pass
+    assert quality_failures(gan, "mnist", {}) == []  # no bounds declared there yet

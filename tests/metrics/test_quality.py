@@ -69,3 +69,21 @@ def test_linear_probe_reads_separable_codes_and_not_noise():
     assert linear_probe_accuracy(codes[:200], labels[:200], codes[200:], labels[200:]) == 1.0
     noise = torch.randn(300, 3, generator=g)
     assert linear_probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:]) < 0.6
+
+
+def test_conditional_accuracy_counts_the_share_of_each_class_called_right():
+    from pyrogen.metrics import conditional_accuracy
+
+    class Model:  # draws images whose one pixel holds the class asked for
+        def sample(self, n, y):
+            return torch.full((n, 1, 1, 1), float(y))
+
+    class Classifier:  # right for classes 0 and 1; calls class 2 a 1 half the time
+        def predict(self, x):
+            labels = x.flatten().long()
+            labels[(labels == 2) & (torch.arange(len(labels)) % 2 == 0)] = 1
+            return labels
+
+    result = conditional_accuracy(Model(), Classifier(), num_classes=3, num_per_class=10)
+    assert result["conditional_accuracy"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert result["conditional_accuracy_min"] == 0.5
