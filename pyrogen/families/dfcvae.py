@@ -55,6 +55,9 @@ class DFCVAEFamily(Family):
 
     def build(self, model_options: dict[str, Any], data: Any) -> Facade:
         features: Path = model_options["features"]
+        if not features.exists():
+            raise ValueError(f"--features {features}: no such run folder or file (a `pyrogen "
+                             "train classifier` run, or a file of VGG19 weights)")
         options = {o.name: model_options[o.name] for o in self.model_options()}
         if features.is_file():
             from pyrogen.nn import load_vgg19_features
