@@ -1,8 +1,9 @@
 r"""
 ALI/BiGAN's player losses (Su 2018, section 4.2): the discriminator's, and four
 encoder/generator losses, the paper's, the standard minimax one, the swapped non-saturating
-one, and the paper's complete loss with the two terms it drops (which keeps a frozen copy of
-the encoder before the current update). The shared machinery is in
+one, the paper's complete loss with the two terms it drops (which keeps a frozen copy of
+the encoder before the current update), and the paper's loss with the first-order part of the
+dropped terms (a sleep-phase term for the encoder), which trains where the paper's own collapses. The shared machinery is in
 :mod:`pyrogen.infer.adversarial`.
 """
 
@@ -26,7 +27,7 @@ from pyrogen.infer.adversarial import (
     _value,
 )
 
-ALI_LOSSES = ("paper", "minimax", "swapped", "complete")
+ALI_LOSSES = ("paper", "minimax", "swapped", "complete", "paper-sleep")
 
 
 class Trace_ALI(AdversarialLoss):
@@ -55,20 +56,41 @@ class Trace_ALI(AdversarialLoss):
           + \mathbb{E}_{q(z)\, q(x \mid z)} \log \frac{p_{old}(z \mid x)}{p(z \mid x)},
 
       for a Gaussian encoder and a Gaussian generator, with the old encoder and generator
-      (before the current update) and the prior draws :math:`z` cached by :meth:`snapshot`.
+      (before the current update) and the prior draws :math:`z` cached by :meth:`snapshot`;
+    * ``"paper-sleep"``: the paper's loss plus the first-order part of the dropped terms,
+
+      .. math::
+          -\mathbb{E}_p \log D - \mathbb{E}_q \log D
+          + \lambda\, \mathbb{E}_{q(z)\, q(x \mid z)} \big[-\log p(z \mid \bar x)\big],
+
+      with :math:`\bar x` the generated image held fixed (no gradient to the generator).
+      At the old parameters the KL term's gradient is zero, the ratio term's gradient with
+      respect to the generator is zero (it is a difference of one function), and its gradient
+      with respect to the encoder is :math:`-\mathbb{E}_q \nabla \log p(z \mid x)`: so with
+      :math:`\lambda = 1` this is the complete loss's gradient at every step, without its
+      second-order trust region, and it needs no old copies. It is the sleep phase of the
+      wake-sleep algorithm: the encoder learns to invert the generator on generated pairs,
+      which the paper's loss alone does not ask of it (``docs/ali.rst``). A deterministic
+      encoder :math:`\delta(z - E(x))` takes :math:`\frac{1}{2} \|E(\bar x) - z\|^2`
+      (a unit-variance Gaussian around :math:`E(x)`).
 
     :param discriminator: a :class:`~pyrogen.models.generator.Discriminator` on ``(x, z)``.
     :param str player: ``"discriminator"`` or ``"encoder-generator"``.
     :param str loss: one of :data:`ALI_LOSSES`.
+    :param float sleep_weight: :math:`\lambda` of ``"paper-sleep"`` (1 is the derivation's).
     """
 
     players = ("discriminator", "encoder-generator")
 
-    def __init__(self, discriminator: nn.Module, player: str, loss: str = "paper") -> None:
+    def __init__(self, discriminator: nn.Module, player: str, loss: str = "paper",
+                 sleep_weight: float = 1.0) -> None:
         super().__init__(discriminator, player)
         if loss not in ALI_LOSSES:
             raise ValueError(f"loss must be one of {ALI_LOSSES}, got {loss!r}")
+        if not float(sleep_weight) >= 0:
+            raise ValueError(f"sleep_weight must be >= 0, got {sleep_weight}")
         self.kind = loss
+        self.sleep_weight = float(sleep_weight)
         self._old_encoder: nn.Module | None = None
 
     @property
@@ -129,12 +151,26 @@ class Trace_ALI(AdversarialLoss):
             enc, fake = _mean(F.softplus(l_enc)), _mean(F.softplus(-l_gen))
         else:
             enc, fake = _mean(F.softplus(-l_enc)), _mean(F.softplus(-l_gen))
+        if self.kind == "paper-sleep":
+            sleep = self._sleep_term(guide, x_gen, z_gen)
+            self._record(eg_encoder=enc, eg_generator=fake, eg_sleep=sleep)
+            return enc + fake + self.sleep_weight * sleep
         if not self.regularised:
             self._record(eg_encoder=enc, eg_generator=fake)
             return enc + fake
         kl, ratio = self._dropped_terms(gen, guide, cached)
         self._record(eg_encoder=enc, eg_generator=fake, eg_kl=kl, eg_ratio=ratio)
         return enc + fake + kl + ratio
+
+    @staticmethod
+    def _sleep_term(guide: Any, x_gen: torch.Tensor, z_gen: torch.Tensor) -> torch.Tensor:
+        r""":math:`-\log p(z \mid \bar x)` on the generated pairs, the image held fixed,
+        averaged over the batch (half the squared error for a deterministic encoder)."""
+        x_bar, z = x_gen.detach(), z_gen.detach()
+        if getattr(guide, "noise", "gaussian") == "delta":
+            loc, _ = guide.encoder(x_bar)
+            return _mean(0.5 * _sum_per_point((loc - z).pow(2)))
+        return _mean(-guide.conditional(x_bar).log_prob(z))
 
     def _dropped_terms(self, gen: poutine.Trace, guide: Any, cached: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """:math:`\\mathrm{KL}(q(x|z) \\| q_{old}(x|z))` and :math:`\\log p_{old}(z|x) - \\log p(z|x)`

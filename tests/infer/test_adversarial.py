@@ -1,5 +1,6 @@
 """The adversarial losses: closed forms, hand computations, and which player each step moves."""
 
+import dataclasses
 import math
 
 import pyro
@@ -10,9 +11,11 @@ from pyro.infer import SVI
 from pyro.optim import Adam
 from torch import nn
 
+from pyrogen.data.split import Split
 from pyrogen.infer import Trace_AAE, Trace_ALI, Trace_GAN
 from pyrogen.models import AAE, ALI, GAN, Discriminator, GeneratorModel
 from pyrogen.models.cvae import EmptyGuide
+from pyrogen.train import TrainConfig, Trainer
 
 
 class LogRatio(nn.Module):
@@ -93,6 +96,8 @@ def _models():
         "ali": ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(16,), loss="swapped"),
         "ali-complete": ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(16,), generator="gaussian",
                             loss="complete"),
+        "ali-sleep": ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(16,), loss="paper-sleep",
+                         sleep_weight=0.5),
     }
 
 
@@ -211,7 +216,7 @@ def test_aae_losses_match_a_hand_computation():
     assert losses["autoencoder"].loss(aae.model, aae.guide, x) == pytest.approx(expected_ae.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["paper", "minimax", "swapped"])
+@pytest.mark.parametrize("kind", ["paper", "minimax", "swapped", "paper-sleep"])
 def test_ali_losses_match_a_hand_computation(kind):
     ali = ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(8,), encoder="delta", loss=kind)
     x = torch.rand(6, 1, 8, 8)
@@ -229,6 +234,9 @@ def test_ali_losses_match_a_hand_computation(kind):
         "paper": -log_d(l_enc).mean() - log_d(l_gen).mean(),
         "minimax": log_d(l_enc).mean() + log_1md(l_gen).mean(),
         "swapped": -log_1md(l_enc).mean() - log_d(l_gen).mean(),
+        # a deterministic encoder's sleep term: half the squared error of E(G(z)) against z
+        "paper-sleep": -log_d(l_enc).mean() - log_d(l_gen).mean()
+        + 0.5 * (ali.guide.encoder(x_gen)[0] - z_prior).pow(2).sum(-1).mean(),
     }[kind]
     losses = ali.losses()
     assert losses["discriminator"].loss(ali.model, ali.guide, x) == pytest.approx(expected_d.item(), rel=1e-5)
@@ -260,6 +268,68 @@ def test_ali_complete_loss_adds_the_two_dropped_terms():
     assert kl.item() > 0
 
 
+def test_paper_sleep_is_the_complete_loss_to_first_order():
+    """At the snapshot (old weights = current) the complete loss's gradient, for the encoder
+    and the generator alike, is the paper's loss plus the sleep term -log p(z | G(z)) with
+    G(z) held fixed: the KL term and the ratio term's generator gradient vanish there (in
+    double precision, where the vanishing terms leave no rounding behind)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        _check_paper_sleep_gradient()
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def _check_paper_sleep_gradient():
+    pyro.set_rng_seed(3)
+    ali = ALI((1, 8, 8), latent_dim=3, arch="mlp", hidden=(8,), generator="gaussian", loss="complete")
+    with torch.no_grad():  # a trained-looking encoder: scales away from their initial values
+        for p in ali.guide.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    _fix_prior(ali.model, torch.randn(5, 3))
+    x = torch.rand(5, 1, 8, 8)
+    params = _params([ali.model, ali.guide])
+    assert all(p.dtype == torch.float64 for p in params)
+    complete = ali.losses()["encoder-generator"]
+    complete.snapshot(ali.model, ali.guide, x)
+    sleep = Trace_ALI(ali.discriminator, "encoder-generator", loss="paper-sleep")
+    paper = Trace_ALI(ali.discriminator, "encoder-generator", loss="paper")
+    grads = {}
+    for name, loss in (("complete", complete), ("sleep", sleep), ("paper", paper)):
+        torch.manual_seed(11)  # the same encoder and observation noise for each loss
+        value = loss.differentiable_loss(ali.model, ali.guide, x)
+        grads[name] = torch.cat([g.flatten() for g in torch.autograd.grad(value, params)])
+    assert torch.allclose(grads["complete"], grads["sleep"], rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(grads["complete"], grads["paper"], rtol=1e-2, atol=1e-4)
+    assert sleep.terms["eg_sleep"] > 0
+
+
+def test_paper_sleep_keeps_the_codes_in_the_prior_where_the_paper_loss_pushes_them_out():
+    """The toy of benchmarks/ali_toy.py (8 Gaussians on a ring), two epochs: the paper's loss
+    sends the codes far outside N(0, I); with the sleep term they stay in it."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "ali_toy", Path(__file__).parents[2] / "benchmarks" / "ali_toy.py")
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    data = toy.toy_data()
+    codes = {}
+    for loss in ("paper", "paper-sleep"):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        ali = ALI(data.shape, latent_dim=2, arch="mlp", hidden=(32, 32), batch_norm=False, loss=loss)
+        config = TrainConfig(model="ali", epochs=2, batch_size=100, lr=1e-3, betas=[0.5, 0.999],
+                             device="cpu")
+        data_small = dataclasses.replace(data, train=Split(data.train.images[:6000], data.train.labels[:6000]))
+        Trainer(ali, data_small, config, None, progress=False).fit()
+        codes[loss] = toy.code_figures(ali.eval(), data)
+    assert codes["paper"]["mean_abs_code"] > 3.0
+    assert codes["paper-sleep"]["mean_abs_code"] < 2.0
+    assert codes["paper-sleep"]["inversion_mse"] < 0.2 * codes["paper"]["inversion_mse"]
+
+
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="generator_loss"):
         GAN((1, 8, 8), arch="mlp", generator_loss="wasserstein")
@@ -269,6 +339,10 @@ def test_bad_options_are_refused():
         Trace_AAE(Discriminator(ConstantLogit()), "generator")
     with pytest.raises(ValueError, match="loss must be"):
         Trace_ALI(Discriminator(ConstantLogit()), "discriminator", loss="wgan")
+    with pytest.raises(ValueError, match="sleep_weight weighs the paper-sleep"):
+        ALI((1, 8, 8), arch="mlp", loss="swapped", sleep_weight=2.0)
+    with pytest.raises(ValueError, match="sleep_weight must be >= 0"):
+        ALI((1, 8, 8), arch="mlp", loss="paper-sleep", sleep_weight=-1.0)
 
 
 def test_fresh_draw_regulariser_compares_with_the_old_weights_on_new_z():
