@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyrogen.families.adversarial import DIGITS, ENCODER, NETWORK, AdversarialFamily
+from pyrogen.families.adversarial import DIGITS, ENCODER, MNIST, NETWORK, AdversarialFamily
+from pyrogen.families.base import per_dataset
 from pyrogen.families.options import Option
 from pyrogen.families.registry import register
 from pyrogen.models import AAE
@@ -22,6 +23,7 @@ class AAEFamily(AdversarialFamily):
         Option("reg_weight", "weight of the encoder's analogue of Su's regulariser (0: off)",
                type=float),
     )
-    dataset_defaults = {"digits": {**DIGITS, "hidden": [256, 256], "encoder": "gaussian"}}
+    dataset_defaults = per_dataset({**DIGITS, "hidden": [256, 256], "encoder": "gaussian"},
+                                   {**MNIST, "encoder": "gaussian", "epochs": 20})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
                           "recall": 0.75, "fd_over_floor": 6.0, "linear_probe_accuracy": 0.85}}

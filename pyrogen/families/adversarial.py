@@ -29,6 +29,11 @@ NETWORK = (LATENT, ARCH, HIDDEN, CHANNELS, BATCH_NORM)
 #: the 8x8 digits are too small for the DCGAN networks: MLPs, trained for about 3,800
 #: iterations at DCGAN's rate (benchmarks/defaults_sweep.py; docs/families.rst has the table)
 DIGITS = {"arch": "mlp", "epochs": 200, "batch_size": 64, "lr": 2e-4}
+#: the 28x28 data sets: DCGAN's rate and batch, a few epochs (about 940 iterations each)
+MNIST = {"batch_size": 64, "lr": 2e-4}
+#: DCGAN networks at half DCGAN's width, with batch norm and two generator steps per
+#: iteration: the arm of benchmarks/gan_regulariser.py that trained best on MNIST
+MNIST_DCGAN = {**MNIST, "arch": "conv", "channels": [32, 64], "batch_norm": True, "g_steps": 2}
 
 
 class AdversarialFamily(Family):
@@ -68,4 +73,5 @@ class AdversarialFamily(Family):
         return model.model.with_gaussian_noise(scale), scale
 
 
-__all__ = ["AdversarialFamily", "ARCH", "BATCH_NORM", "CHANNELS", "DIGITS", "ENCODER", "NETWORK"]
+__all__ = ["AdversarialFamily", "ARCH", "BATCH_NORM", "CHANNELS", "DIGITS", "ENCODER", "MNIST", "MNIST_DCGAN",
+           "NETWORK"]

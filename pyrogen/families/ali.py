@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pyrogen.families.adversarial import DIGITS, ENCODER, NETWORK, AdversarialFamily
-from pyrogen.families.options import Option, positive_float
+from pyrogen.families.adversarial import DIGITS, ENCODER, MNIST_DCGAN, NETWORK, AdversarialFamily
+from pyrogen.families.base import per_dataset
+from pyrogen.families.options import Option, non_negative_float, positive_float
 from pyrogen.families.registry import register
 from pyrogen.infer.ali import ALI_LOSSES
 from pyrogen.models import ALI
@@ -21,9 +22,14 @@ class ALIFamily(AdversarialFamily):
         Option("generator_scale", "the gaussian generator's initial noise scale", type=positive_float),
         Option("loss", "the encoder/generator loss: paper (Su's), minimax, swapped "
                "(non-saturating), or complete (Su's with the two dropped terms; needs gaussian "
-               "encoder and generator)", choices=ALI_LOSSES, flag="--ali-loss"),
+               "encoder and generator), or paper-sleep (Su's with the dropped terms' first-order "
+               "part: the encoder also inverts the generator on generated pairs)",
+               choices=ALI_LOSSES, flag="--ali-loss"),
+        Option("sleep_weight", "paper-sleep: lambda, the weight of -log p(z | G(z)) (1 is the "
+               "derivation's)", type=non_negative_float),
     )
     # the paper's loss collapses (docs/ali.rst); swapped (non-saturating) trains
-    dataset_defaults = {"digits": {**DIGITS, "latent_dim": 16, "hidden": [256, 256], "loss": "swapped"}}
+    dataset_defaults = per_dataset({**DIGITS, "latent_dim": 16, "hidden": [256, 256], "loss": "swapped"},
+                                   {**MNIST_DCGAN, "loss": "swapped", "epochs": 5})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.5,
                           "recall": 0.7, "fd_over_floor": 6.0}}

@@ -219,6 +219,16 @@ class Family:
         return model.model, None
 
 
+#: the data sets of 28x28 images that share one set of MNIST-sized defaults
+MNIST_SIZED = ("mnist", "fashion-mnist", "binarized-mnist")
+
+
+def per_dataset(digits: dict[str, Any], mnist: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A :attr:`Family.dataset_defaults`: ``digits``' own values, and ``mnist``'s for every
+    data set of :data:`MNIST_SIZED` (``folder`` keeps the facade's generic defaults)."""
+    return {"digits": digits, **{name: dict(mnist) for name in MNIST_SIZED}}
+
+
 #: the scores of :attr:`Family.quality` whose bound is an upper one
 LOWER_IS_BETTER = ("class_kl", "fd_over_floor", "frechet_distance", "nll", "reconstruction_ratio")
 
@@ -262,5 +272,5 @@ def summary_of(history: list[dict[str, Any]]) -> dict[str, Any]:
             **{k: v for k, v in last.items() if k in keys or k.startswith("loss_")}}
 
 
-__all__ = ["Family", "LOWER_IS_BETTER", "Request", "check_dataset_defaults", "quality_failures",
+__all__ = ["Family", "LOWER_IS_BETTER", "MNIST_SIZED", "Request", "per_dataset", "check_dataset_defaults", "quality_failures",
            "summary_of"]

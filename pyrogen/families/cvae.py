@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from pyrogen.families.base import Family, Request
+from pyrogen.families.base import Family, Request, per_dataset
 from pyrogen.families.options import Option, non_negative_int
 from pyrogen.families.registry import register
-from pyrogen.families.vae import ACTIVATION, DIGITS_SVI, HIDDEN, LATENT, LIKELIHOOD
+from pyrogen.families.vae import (ACTIVATION, DIGITS_SVI, HIDDEN, LATENT, LIKELIHOOD, MNIST_SVI)
 from pyrogen.infer import elbo
 from pyrogen.models import CONDITIONS, CVAE
 from pyrogen.models.base import Facade
@@ -35,7 +35,7 @@ class CVAEFamily(Family):
                "CVAE", type=non_negative_int),
         LATENT, HIDDEN, LIKELIHOOD, ACTIVATION,
     )
-    dataset_defaults = {"digits": {**DIGITS_SVI, "epochs": 60}}
+    dataset_defaults = per_dataset({**DIGITS_SVI, "epochs": 60}, {**MNIST_SVI, "epochs": 30})
     # the samples are the means of p(x|z,y): right class (conditional accuracy), little
     # variety within it (recall 0.04 at the digits defaults), so recall has no bound yet
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03,

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pyrogen.families.base import Family
+from pyrogen.families.base import Family, per_dataset
 from pyrogen.families.options import Option, positive_float, str_list
 from pyrogen.families.registry import register
-from pyrogen.families.vae import ACTIVATION, ARCH, DIGITS_SVI, HIDDEN, LATENT
+from pyrogen.families.vae import ACTIVATION, ARCH, DIGITS_SVI, HIDDEN, LATENT, MNIST_SVI
 from pyrogen.models import DFCVAE
 from pyrogen.models.base import Facade
 from pyrogen.models.dfcvae import REDUCTIONS
@@ -39,7 +39,8 @@ class DFCVAEFamily(Family):
                choices=REDUCTIONS),
         LATENT, HIDDEN, ARCH, ACTIVATION,
     )
-    dataset_defaults = {"digits": {**DIGITS_SVI, "arch": "mlp", "epochs": 60}}
+    dataset_defaults = per_dataset({**DIGITS_SVI, "arch": "mlp", "epochs": 60},
+                                   {**MNIST_SVI, "arch": "mlp", "epochs": 10})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
                           "recall": 0.75, "fd_over_floor": 5.0}}
 

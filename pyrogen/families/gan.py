@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyrogen.families.adversarial import DIGITS, NETWORK, AdversarialFamily
+from pyrogen.families.adversarial import DIGITS, MNIST_DCGAN, NETWORK, AdversarialFamily
+from pyrogen.families.base import per_dataset
 from pyrogen.families.options import Option
 from pyrogen.families.registry import register
 from pyrogen.infer.adversarial import GAN_GENERATOR_LOSSES, REG_DRAWS
@@ -24,6 +25,7 @@ class GANFamily(AdversarialFamily):
                "reuse one batch of z and G_old(z)) or fresh (new z each step, G_old kept as weights)",
                choices=REG_DRAWS),
     )
-    dataset_defaults = {"digits": {**DIGITS, "latent_dim": 16, "hidden": [256, 256]}}
+    dataset_defaults = per_dataset({**DIGITS, "latent_dim": 16, "hidden": [256, 256]},
+                                   {**MNIST_DCGAN, "epochs": 5})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.55,
                           "recall": 0.75, "fd_over_floor": 3.0}}

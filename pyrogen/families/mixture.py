@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pyrogen.families.base import Family
+from pyrogen.families.base import Family, per_dataset
 from pyrogen.families.options import Option, non_negative_float, positive_int
 from pyrogen.families.registry import register
 from pyrogen.models import Mixture
@@ -31,7 +31,7 @@ class MixtureFamily(Family):
     )
     #: --epochs counts EM iterations
     train_overrides = {"epochs": 100}
-    dataset_defaults = {"digits": {"num_components": 20}}
+    dataset_defaults = per_dataset({"num_components": 20}, {"num_components": 50})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.8,
                           "recall": 0.75, "fd_over_floor": 2.0, "nll": 24.0}}
     group_notes = {
