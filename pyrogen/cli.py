@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
     else:
         dataset = train_given.get("dataset", "digits")
         settings = family.defaults(dataset)
-        model_options = {**settings["model"], **model_given}
+        model_options = {**settings["model"], **family.dependent_defaults(model_given), **model_given}
         try:
             family.check(model_options)
         except ValueError as e:  # options that cannot go together: a usage error

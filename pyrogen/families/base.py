@@ -154,6 +154,11 @@ class Family:
         return "dynamic" if model_options.get("likelihood") == "bernoulli" else "none"
 
     # ------------------------------------------------------------------ building
+    def dependent_defaults(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults of model options that depend on what the user gave (``given``: the model
+        options typed); they apply where the user did not give the option itself."""
+        return {}
+
     def check(self, model_options: dict[str, Any]) -> None:
         """Refuse, with a ``ValueError`` naming them, options that cannot go together."""
 

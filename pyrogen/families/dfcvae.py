@@ -49,6 +49,11 @@ class DFCVAEFamily(Family):
     def binarize_for(self, model_options: dict[str, Any]) -> str:
         return "none"
 
+    def dependent_defaults(self, given: dict[str, Any]) -> dict[str, Any]:
+        """A file of VGG19 weights takes the paper's VGG19 layers unless --feature-layers says."""
+        features = given.get("features")
+        return {"layers": list(VGG_LAYERS)} if features is not None and Path(features).is_file() else {}
+
     def check(self, model_options: dict[str, Any]) -> None:
         if model_options.get("features") is None:
             raise ValueError("pyrogen train dfcvae needs --features RUN, a `pyrogen train "
@@ -63,8 +68,6 @@ class DFCVAEFamily(Family):
         if features.is_file():
             from pyrogen.nn import load_vgg19_features
 
-            if options["layers"] == self.model_defaults()["layers"]:
-                options["layers"] = VGG_LAYERS
             return DFCVAE(data.shape, load_vgg19_features(features), **options)
         from pyrogen.families.runs import load_classifier
 

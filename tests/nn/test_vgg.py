@@ -1,3 +1,5 @@
+import json
+
 import pyro
 import pytest
 import torch
@@ -73,3 +75,24 @@ def test_dfcvae_trains_on_vgg_features_from_the_command_line(capsys, tmp_path):
     code, stdout, err = run(capsys, "evaluate", out, "--iw-samples", "3", "--device", "cpu")
     assert code == 0, err  # rebuilt from its config: the VGG weights travel in the checkpoint
     assert last_json(stdout)["feature_space"]
+
+
+def test_dfcvae_layers_follow_the_feature_network_unless_given(capsys, tmp_path):
+    """A VGG19 file takes the paper's VGG layers by default; layers the user names are kept
+    as named (and a classifier's names, which VGG19 has not, are refused, not swapped)."""
+    torch.save(torchvision_state(), tmp_path / "vgg19.pth")
+    common = ["--features", tmp_path / "vgg19.pth", "--epochs", "1", "--limit", "100",
+              "--latent-dim", "3", "--hidden", "16", "--batch-size", "50", "--device", "cpu",
+              "--no-progress"]
+    code, stdout, err = run(capsys, "train", "dfcvae", *common, "--out", tmp_path / "a")
+    assert code == 0, err
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["model_config"]["layers"] == ["relu1_1", "relu2_1", "relu3_1"]
+    code, stdout, err = run(capsys, "train", "dfcvae", *common, "--feature-layers", "relu1_1",
+                            "--out", tmp_path / "b")
+    assert code == 0, err
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["model_config"]["layers"] == ["relu1_1"]
+    code, stdout, err = run(capsys, "train", "dfcvae", *common, "--feature-layers",
+                            "relu1,relu2,relu3", "--out", tmp_path / "c")
+    assert code != 0 and "relu1_1" in err and "Traceback" not in err
