@@ -83,7 +83,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         family.complete(model_options, data)
         model = family.build(model_options, data)
         config.model_config = {k: v for k, v in model.config.items() if k != "data_shape"}
-    trainer = Trainer(model, data, config, run_dir, step=family.step(),
+    trainer = Trainer(model, data, config, run_dir, step=family.step(config, data),
                       progress=run.get("progress", True))
     if run.get("resume") is not None:
         trainer.resume()

@@ -129,3 +129,20 @@ def test_evaluate_features_adds_quality_metrics_to_a_vae(capsys, tmp_path, class
     result = last_json(out)
     assert "nll" in result and result["num_samples"] == 50
     assert 0 <= result["linear_probe_accuracy"] <= 1 and result["reconstruction_ratio"] > 0
+
+
+def test_watch_classes_logs_the_classes_of_the_samples(capsys, tmp_path, classifier):
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "gan", *SMALL, "--watch-classes", classifier, "--out", run_dir)
+    assert code == 0, err
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        assert 0 <= record["sample_classes_covered"] <= 1 and record["sample_class_kl"] >= 0
+    for argv, message in (
+            (["gan", *SMALL, "--watch-classes", run_dir], "--watch-classes"),
+            (["vae", "--watch-classes", classifier], "--watch-classes is not an option of `pyrogen train vae`")):
+        try:
+            code, _, err = run(capsys, "train", *argv, "--out", tmp_path / "other")
+        except SystemExit as e:
+            code, err = e.code, capsys.readouterr()[1]
+        assert code != 0 and message in err and "Traceback" not in err, err

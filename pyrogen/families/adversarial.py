@@ -6,6 +6,7 @@ diagnosis of a Gaussian encoder against a surrogate Gaussian likelihood.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from pyrogen.families.options import Option, int_list
 from pyrogen.families.vae import LATENT
 from pyrogen.models.base import Facade
 from pyrogen.models.generator import NOISES
-from pyrogen.train import TrainConfig
+from pyrogen.train import AdversarialStep, TrainConfig
 
 HIDDEN = Option("hidden", "hidden layer sizes of the MLP networks, e.g. 512,512: the "
                 "discriminator's (and the encoder's); the generator mirrors them", type=int_list)
@@ -46,6 +47,23 @@ class AdversarialFamily(Family):
 
     def binarize_for(self, model_options: dict[str, Any]) -> str:
         return "none"
+
+    def step(self, config: TrainConfig | None = None, data: Any = None) -> AdversarialStep:
+        """The adversarial step, watching the classes of its samples with the classifier of
+        ``config.watch_classes`` where the run names one."""
+        if config is None or config.watch_classes is None:
+            return AdversarialStep()
+        from pyrogen.families.runs import load_classifier
+        from pyrogen.train.checkpoint import CheckpointError
+
+        try:
+            classifier = load_classifier(Path(config.watch_classes), data, config.device)
+        except (ValueError, CheckpointError) as e:
+            message = str(e)
+            if "--features" in message:
+                raise ValueError(message.replace("--features", "--watch-classes")) from None
+            raise ValueError(f"--watch-classes {config.watch_classes}: {message}") from None
+        return AdversarialStep(classifier=classifier)
 
     def evaluate(self, model: Facade, config: TrainConfig, data: Any, split: Any,
                  request: Request) -> dict[str, Any]:

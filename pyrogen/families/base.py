@@ -86,8 +86,9 @@ class Family:
         """How the trainer fits it (:attr:`Facade.fit <pyrogen.models.base.Facade.fit>`)."""
         return self.facade.fit
 
-    def step(self) -> Step:
-        """A fresh training step for this family (:data:`pyrogen.train.trainer.STEPS`)."""
+    def step(self, config: TrainConfig | None = None, data: Any = None) -> Step:
+        """A fresh training step for this family (:data:`pyrogen.train.trainer.STEPS`), for
+        the run of ``config`` on ``data`` where the step needs them."""
         return STEPS[self.fit]()
 
     def train_groups(self) -> tuple[str, ...]:

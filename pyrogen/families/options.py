@@ -225,6 +225,10 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("iterations_per_epoch", "iterations per epoch, cycling through fresh shuffles of "
                "the data (0: one pass over the training data)", type=non_negative_int),
         Option("d_lr", "the discriminator's learning rate", type=positive_float),
+        Option("watch_classes", "a `pyrogen train classifier` run on the same data set: every "
+               "epoch the run classifies its fixed samples, logs the classes they cover, counts "
+               "lost classes as a collapse and keeps as best.pt the epoch whose class histogram "
+               "is closest to the data's", metavar="RUN"),
     ),
     "em": (
         Option("em", "exact: closed-form M-steps; generalised: --em-steps gradient steps per "

@@ -44,6 +44,10 @@ from pyrogen.train.step import Step, num_batches, sum_across_ranks
 COLLAPSE_DIVERSITY = 0.5
 #: the samples and data points the diversity is measured on
 DIVERSITY_POINTS = 256
+#: with a watching classifier, samples covering fewer of the data's classes than this share
+#: (each class at least a tenth as often as in the data) after having covered them are a
+#: collapse: two of ten digits lost
+CLASS_COLLAPSE = 0.8
 
 
 def mean_pairwise_distance(x: torch.Tensor) -> float:
@@ -67,13 +71,38 @@ class AdversarialStep(Step):
     below half the highest it reached, the samples have collapsed: the record says
     ``"collapse": true``, and the run warns when a collapse begins. The best checkpoint is the
     last epoch whose diversity was above the bound, else the last that had not collapsed.
+
+    With a ``classifier`` (a module with ``predict(images) -> labels``, as a ``pyrogen train
+    classifier`` run's :class:`~pyrogen.models.ImageClassifier`, or one that maps images to
+    logits of the data's classes; ``--watch-classes RUN``) the same samples are classified every
+    epoch: the record adds ``sample_classes_covered`` and ``sample_class_kl``
+    (:func:`~pyrogen.metrics.mode_coverage` against the training labels), covering fewer
+    than :data:`CLASS_COLLAPSE` of the classes after having covered them is a collapse too,
+    and the best checkpoint is the epoch of least class KL among those that have not
+    collapsed (the classes are a sharper signal than the diversity, which a run may not
+    reach early on).
+
+    :param classifier: the watching classifier, or ``None``.
     """
 
     groups: ClassVar[tuple[str, ...]] = SHARED_GROUPS + ("optimisation", "schedule", "adversarial")
     description: ClassVar[str] = "adversarial training"
 
+    def __init__(self, classifier: torch.nn.Module | None = None) -> None:
+        self.classifier = classifier
+
     def bind(self, trainer: Any) -> None:
         model, config = trainer.model, trainer.config
+        if config.watch_classes is not None and self.classifier is None:
+            raise ValueError(f"watch_classes={config.watch_classes!r} names a classifier, but the "
+                             "step has none: pass step=AdversarialStep(classifier=...) or "
+                             "pyrogen.families.get(FAMILY).step(config, data)")
+        if self.classifier is not None:
+            if trainer.data.train.labels is None or trainer.data.num_classes is None:
+                raise ValueError("watching the classes of the samples needs a labelled data set; "
+                                 f"{trainer.data.name!r} has no labels")
+            self.classifier = self.classifier.to(trainer.device).eval().requires_grad_(False)
+        self.peak_classes = 0.0
         self.losses = model.losses()
         groups = model.players()
         if list(groups) != list(self.losses):
@@ -92,35 +121,54 @@ class AdversarialStep(Step):
         self.peak_diversity = 0.0
 
     def score(self, record: dict[str, Any]) -> float:
-        # the last diverse epoch, else the last that had not collapsed, else the last
+        # with a classifier: the epoch of least class KL that had not collapsed; without: the
+        # last diverse epoch; else the last that had not collapsed, else the last
+        if "sample_class_kl" in record and not record.get("collapse"):
+            return min(float(record["sample_class_kl"]), 1e8)
         diverse = record.get("sample_diversity", 1.0) >= COLLAPSE_DIVERSITY
         rank = 0.0 if diverse else 2e9 if record.get("collapse") else 1e9
         return rank - float(record["epoch"])
 
     @torch.no_grad()
-    def sample_diversity(self, trainer: Any) -> float:
-        """The diversity of samples from fixed draws over the data's (outside the run's
-        random stream, in eval mode)."""
+    def fixed_samples(self, trainer: Any) -> torch.Tensor:
+        """Samples from fixed draws (outside the run's random stream, in eval mode)."""
         model = trainer.model
         training = model.training
         model.eval()
         try:
             with torch.random.fork_rng(devices=trainer.rng_devices()):
                 torch.manual_seed(trainer.config.seed)
-                samples = model.sample(min(DIVERSITY_POINTS, len(trainer.data.train)))
+                return model.sample(min(DIVERSITY_POINTS, len(trainer.data.train)))
         finally:
             model.train(training)
+
+    def sample_diversity(self, trainer: Any, samples: torch.Tensor | None = None) -> float:
+        """The diversity of :meth:`fixed_samples` over the data's."""
+        samples = self.fixed_samples(trainer) if samples is None else samples
         return mean_pairwise_distance(samples) / self.data_diversity
+
+    @torch.no_grad()
+    def sample_classes(self, trainer: Any, samples: torch.Tensor) -> dict[str, float]:
+        """The classes the watching classifier sees in ``samples``, against the training labels."""
+        from pyrogen.metrics import mode_coverage
+
+        predict = getattr(self.classifier, "predict", None)
+        predicted = predict(samples) if callable(predict) else self.classifier(samples).argmax(-1)
+        coverage = mode_coverage(predicted, trainer.data.train.labels, trainer.data.num_classes)
+        return {"sample_classes_covered": coverage["classes_covered"],
+                "sample_class_kl": coverage["class_kl"]}
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshots": {k: loss.snapshot_state() for k, loss in self.losses.items()},
-                "iteration": self.iteration, "peak_diversity": self.peak_diversity}
+                "iteration": self.iteration, "peak_diversity": self.peak_diversity,
+                "peak_classes": self.peak_classes}
 
     def load_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
         for name, loss in self.losses.items():
             loss.load_snapshot_state(state.get("snapshots", {}).get(name), guide=trainer.model.guide)
         self.iteration = int(state.get("iteration", 0))
         self.peak_diversity = float(state.get("peak_diversity", 0.0))
+        self.peak_classes = float(state.get("peak_classes", 0.0))
 
     def run_epoch(self, trainer: Any) -> dict[str, Any]:
         config = trainer.config
@@ -152,7 +200,8 @@ class AdversarialStep(Step):
         average_buffers(trainer.model)  # batch norm's running statistics, equal on every rank
         for loss in self.losses.values():
             loss.terms = {}
-        diversity = self.sample_diversity(trainer)
+        samples = self.fixed_samples(trainer)
+        diversity = self.sample_diversity(trainer, samples)
         record: dict[str, Any] = {}
         for key in sorted(sums):
             record[key] = sum_across_ranks(sums[key] / max(counts[key], 1), trainer.device) / trainer.world_size
@@ -168,14 +217,21 @@ class AdversarialStep(Step):
         })
         collapse = diversity < COLLAPSE_DIVERSITY and (
             self.peak_diversity >= COLLAPSE_DIVERSITY or diversity < self.peak_diversity / 2)
+        why = (f"their diversity fell to {diversity:.2f} of the data's, from "
+               f"{self.peak_diversity:.2f}")
+        if self.classifier is not None:
+            record.update(self.sample_classes(trainer, samples))
+            covered = record["sample_classes_covered"]
+            if covered < CLASS_COLLAPSE and self.peak_classes >= CLASS_COLLAPSE:
+                collapse = True
+                why = f"they cover {covered:.0%} of the classes, from {self.peak_classes:.0%}"
+            self.peak_classes = max(self.peak_classes, covered)
         if collapse:
             record["collapse"] = True
             began = not trainer.history or not trainer.history[-1].get("collapse")
             if began and trainer.rank == 0:
-                tqdm.write(f"pyrogen: epoch {trainer.epoch + 1}: the samples have collapsed (their "
-                           f"diversity fell to {diversity:.2f} of the data's, from "
-                           f"{self.peak_diversity:.2f}); best.pt keeps the last diverse epoch",
-                           file=sys.stderr)
+                tqdm.write(f"pyrogen: epoch {trainer.epoch + 1}: the samples have collapsed "
+                           f"({why}); best.pt keeps the best epoch before", file=sys.stderr)
         self.peak_diversity = max(self.peak_diversity, diversity)
         return record
 
@@ -247,4 +303,4 @@ def _next(batches: Iterator[Any]) -> Any:
         raise _EpochEnd from None
 
 
-__all__ = ["AdversarialStep", "COLLAPSE_DIVERSITY", "mean_pairwise_distance"]
+__all__ = ["AdversarialStep", "CLASS_COLLAPSE", "COLLAPSE_DIVERSITY", "mean_pairwise_distance"]

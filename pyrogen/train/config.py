@@ -69,6 +69,11 @@ class TrainConfig:
     :param int iterations_per_epoch: adversarial models: iterations per epoch (0: as many as one
         pass over the training data gives); the minibatches cycle through fresh shuffles.
     :param float d_lr: adversarial models: the discriminator's learning rate (``None``: ``lr``).
+    :param str watch_classes: adversarial models: the folder of a ``pyrogen train classifier``
+        run on the same data set; every epoch the fixed samples of the collapse alarm are
+        classified, the classes they cover and their histogram's KL from the data's are
+        logged, lost classes count as a collapse, and the best checkpoint is the epoch whose
+        class histogram is closest to the data's (:class:`~pyrogen.train.AdversarialStep`).
     :param list betas: Adam's :math:`(\beta_1, \beta_2)` (DCGAN: ``[0.5, 0.999]``).
     :param list batch_schedule: pairs ``[epoch, size]``: from epoch ``epoch`` (1-based) on,
         train with minibatches of ``size`` points instead of ``batch_size`` (e.g.
@@ -123,6 +128,7 @@ class TrainConfig:
     g_steps: int = 1
     iterations_per_epoch: int = 0
     d_lr: float | None = None
+    watch_classes: str | None = None
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
     def __post_init__(self) -> None:
@@ -220,7 +226,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "svi": ("batch_schedule", "ema_decay", "jit"),
     "elbo": ("objective", "num_particles", "beta", "kl_warmup", "mcem_proposals", "mcmc_steps",
              "mcmc_step_size"),
-    "adversarial": ("d_steps", "g_steps", "iterations_per_epoch", "d_lr"),
+    "adversarial": ("d_steps", "g_steps", "iterations_per_epoch", "d_lr", "watch_classes"),
     "em": ("em", "em_steps", "tol", "init"),
 }
 #: the groups every training step reads

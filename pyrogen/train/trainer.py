@@ -60,7 +60,7 @@ from pyrogen.train.step import NonFiniteLossError, Step, check_finite
 #: options that may differ between a run and its resumption: where it runs, how long, and
 #: the learning-rate schedule (applied from the epoch reached on, and recorded in the history)
 RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "patience", "lr", "d_lr", "lr_schedule",
-                     "lr_decay", "lr_min", "lr_milestones")
+                     "lr_decay", "lr_min", "lr_milestones", "watch_classes")
 #: the changes that move the learning-rate schedule
 _SCHEDULE_CHANGES = ("lr", "d_lr", "lr_schedule", "lr_decay", "lr_min", "lr_milestones")
 

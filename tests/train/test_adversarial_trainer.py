@@ -177,3 +177,42 @@ def test_a_collapse_is_recorded_and_best_keeps_the_last_diverse_epoch(data, tmp_
     assert [bool(r.get("collapse")) for r in history] == [False, False, True, True]
     assert history[2]["sample_diversity"] < 0.1
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 2
+
+
+class ScriptedClassifier(torch.nn.Module):
+    """Logits whose argmax follows a script, one entry per epoch: "uniform" (every class in
+    turn), "skewed" (every class, class 0 a third of the time) or "one" (class 0 only)."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script, self.calls = list(script), 0
+
+    def forward(self, x):
+        kind = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        n = len(x)
+        labels = {"uniform": torch.arange(n) % 10,
+                  "skewed": torch.where(torch.arange(n) % 3 == 0, 0, torch.arange(n) % 10),
+                  "one": torch.zeros(n, dtype=torch.long)}[kind]
+        return torch.nn.functional.one_hot(labels, 10).float()
+
+
+def test_watched_classes_are_logged_lost_classes_are_a_collapse_and_best_has_least_class_kl(data, tmp_path):
+    from pyrogen.train import AdversarialStep
+
+    torch.manual_seed(0)
+    config = TrainConfig(model="gan", epochs=4, batch_size=25, lr=2e-4, betas=[0.5, 0.999],
+                         device="cpu", watch_classes="scripted")
+    step = AdversarialStep(classifier=ScriptedClassifier(["skewed", "uniform", "skewed", "one"]))
+    history = Trainer(_model("gan"), data, config, tmp_path, step=step, progress=False).fit()
+    assert [r["sample_classes_covered"] for r in history] == [1.0, 1.0, 1.0, 0.1]
+    kl = [r["sample_class_kl"] for r in history]
+    assert kl[1] < kl[0] and kl[1] < kl[2]
+    assert [bool(r.get("collapse")) for r in history] == [False, False, False, True]
+    assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 2
+
+
+def test_watch_classes_without_a_classifier_is_refused(data):
+    config = TrainConfig(model="gan", epochs=1, batch_size=25, device="cpu", watch_classes="clf")
+    with pytest.raises(ValueError, match="names a classifier, but the step has none"):
+        Trainer(_model("gan"), data, config, None, progress=False).fit()
