@@ -45,8 +45,8 @@ COLLAPSE_DIVERSITY = 0.5
 #: the samples and data points the diversity is measured on
 DIVERSITY_POINTS = 256
 #: with a watching classifier, samples covering fewer of the data's classes than this share
-#: (each class at least a tenth as often as in the data) after having covered them are a
-#: collapse: two of ten digits lost
+#: (each class at least a tenth as often as in the data) after having covered them, or fewer
+#: than half the most they covered, are a collapse: two of ten digits lost
 CLASS_COLLAPSE = 0.8
 
 
@@ -77,7 +77,8 @@ class AdversarialStep(Step):
     logits of the data's classes; ``--watch-classes RUN``) the same samples are classified every
     epoch: the record adds ``sample_classes_covered`` and ``sample_class_kl``
     (:func:`~pyrogen.metrics.mode_coverage` against the training labels), covering fewer
-    than :data:`CLASS_COLLAPSE` of the classes after having covered them is a collapse too,
+    than :data:`CLASS_COLLAPSE` of the classes after having covered them, or fewer than half
+    the most it covered, is a collapse too,
     and the best checkpoint is the epoch of least class KL among those that have not
     collapsed (the classes are a sharper signal than the diversity, which a run may not
     reach early on).
@@ -222,7 +223,8 @@ class AdversarialStep(Step):
         if self.classifier is not None:
             record.update(self.sample_classes(trainer, samples))
             covered = record["sample_classes_covered"]
-            if covered < CLASS_COLLAPSE and self.peak_classes >= CLASS_COLLAPSE:
+            if covered < CLASS_COLLAPSE and (self.peak_classes >= CLASS_COLLAPSE
+                                             or covered < self.peak_classes / 2):
                 collapse = True
                 why = f"they cover {covered:.0%} of the classes, from {self.peak_classes:.0%}"
             self.peak_classes = max(self.peak_classes, covered)
