@@ -84,3 +84,45 @@ def test_bare_command_on_digits_meets_its_bounds(case, classifier, results, tmp_
             failures.append(f"nll {scores['nll']} not below the baseline's {scores['baseline_nll']}")
     assert not failures, f"{command}: " + "; ".join(failures)
     assert minutes < 3, f"{command} took {minutes:.1f} minutes"
+
+
+#: the folder of the MNIST IDX files; the MNIST half of the suite runs only where it is set
+MNIST_DIR = os.environ.get("PYROGEN_MNIST_DIR")
+needs_mnist = pytest.mark.skipif(not MNIST_DIR, reason="set PYROGEN_MNIST_DIR to the MNIST files")
+
+
+@pytest.fixture(scope="module")
+def mnist_classifier(tmp_path_factory):
+    run = tmp_path_factory.mktemp("quality") / "mnist-classifier"
+    _pyrogen("train", "classifier", "--dataset", "mnist", "--data-dir", MNIST_DIR, "--device",
+             "cpu", "--no-progress", "--out", run)
+    return run
+
+
+@needs_mnist
+@pytest.mark.parametrize("name", [n for n in BUILT_IN if n != "classifier"])
+def test_bare_command_on_mnist_meets_its_bounds(name, mnist_classifier, results, tmp_path):
+    """``pyrogen train FAMILY --dataset mnist`` (about an hour and a half for all, 1 thread
+    each): the family's MNIST bounds in 20 minutes."""
+    family = get(name)
+    run = tmp_path / name
+    extra = ["--features", mnist_classifier] if name == "dfcvae" else []
+    start = time.perf_counter()
+    _pyrogen("train", name, "--dataset", "mnist", "--data-dir", MNIST_DIR, *extra, "--device",
+             "cpu", "--no-progress", "--out", run)
+    minutes = (time.perf_counter() - start) / 60
+    scores = _pyrogen("evaluate", run, "--device", "cpu", "--iw-samples", "100", "--features",
+                      mnist_classifier, "--num-samples", "1000")
+    scores["minutes"] = round(minutes, 2)
+    results[f"mnist/{name}"] = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    failures = quality_failures(family, "mnist", scores)
+    assert not failures, f"pyrogen train {name} --dataset mnist: " + "; ".join(failures)
+    assert minutes < 20, f"pyrogen train {name} --dataset mnist took {minutes:.1f} minutes"
+
+
+@needs_mnist
+def test_bare_classifier_on_mnist_meets_its_bounds(mnist_classifier, results):
+    scores = _pyrogen("evaluate", mnist_classifier, "--device", "cpu")
+    results["mnist/classifier"] = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    failures = quality_failures(get("classifier"), "mnist", scores)
+    assert not failures, "pyrogen train classifier --dataset mnist: " + "; ".join(failures)
