@@ -26,4 +26,8 @@ class AAEFamily(AdversarialFamily):
     dataset_defaults = per_dataset({**DIGITS, "hidden": [256, 256], "encoder": "gaussian"},
                                    {**MNIST, "encoder": "gaussian", "epochs": 20})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
-                          "recall": 0.75, "fd_over_floor": 6.0, "linear_probe_accuracy": 0.85}}
+                          "recall": 0.75, "fd_over_floor": 6.0, "linear_probe_accuracy": 0.85},
+               # measured 0.81 / 0.61, FD 36x its floor (smooth, like a VAE's means), probe
+               # 0.86, 3.6 minutes
+               "mnist": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.7,
+                         "recall": 0.5, "fd_over_floor": 45.0, "linear_probe_accuracy": 0.8}}

@@ -32,7 +32,7 @@ class ClassifierFamily(Family):
     binarize_text = "none; static for binarized-mnist"
 
     dataset_defaults = {"digits": {"epochs": 30}}
-    quality = {"digits": {"accuracy": 0.97}}
+    quality = {"digits": {"accuracy": 0.97}, "mnist": {"accuracy": 0.985}}  # mnist: 0.990
 
     def binarize_for(self, model_options: dict[str, Any]) -> str:
         return "none"

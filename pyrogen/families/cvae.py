@@ -35,12 +35,20 @@ class CVAEFamily(Family):
                "CVAE", type=non_negative_int),
         LATENT, HIDDEN, LIKELIHOOD, ACTIVATION,
     )
-    dataset_defaults = per_dataset({**DIGITS_SVI, "epochs": 60}, {**MNIST_SVI, "epochs": 30})
+    #: MNIST: a code of 4 dimensions keeps the class in the label (conditional accuracy 0.93;
+    #: latent 8: 0.87, 16: 0.69), at the cost of likelihood (NLL 115.0; 8: 99.4, 16: 91.7)
+    dataset_defaults = per_dataset({**DIGITS_SVI, "epochs": 60},
+                                   {**MNIST_SVI, "latent_dim": 4, "epochs": 30})
     # the samples are the means of p(x|z,y): right class (conditional accuracy), little
     # variety within it (recall 0.04 at the digits defaults), so recall has no bound yet
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03,
                           "conditional_accuracy": 0.9, "precision": 0.8, "fd_over_floor": 4.0,
-                          "nll": 21.5}}
+                          "nll": 21.5},
+               # measured: accuracy 0.93 (rarest class 0.80), precision 0.89, recall 0.10,
+               # FD 40x its floor, NLL 115.0 (IS-100), 6 minutes
+               "mnist": {"classes_covered": 1.0, "min_class_share": 0.03,
+                         "conditional_accuracy": 0.9, "precision": 0.8, "fd_over_floor": 48.0,
+                         "nll": 117.0}}
 
     def check(self, model_options: dict[str, Any]) -> None:
         if model_options["condition"] == "class-mean" and model_options["quadrants"] is not None:

@@ -41,6 +41,8 @@ class DFCVAEFamily(Family):
     )
     dataset_defaults = per_dataset({**DIGITS_SVI, "arch": "mlp", "epochs": 60},
                                    {**MNIST_SVI, "arch": "mlp", "epochs": 10})
+    # MNIST (10 epochs, measured): every class but the rarest at 1.6%, precision 0.78, recall
+    # 0.22, FD 74x its floor, 25 minutes on a shared core: below the bar, so no bounds yet
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
                           "recall": 0.75, "fd_over_floor": 5.0}}
 

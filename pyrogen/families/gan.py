@@ -28,4 +28,7 @@ class GANFamily(AdversarialFamily):
     dataset_defaults = per_dataset({**DIGITS, "latent_dim": 16, "hidden": [256, 256]},
                                    {**MNIST_DCGAN, "epochs": 5})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.55,
-                          "recall": 0.75, "fd_over_floor": 3.0}}
+                          "recall": 0.75, "fd_over_floor": 3.0},
+               # measured 0.55 / 0.86, FD 11.7x its floor, rarest class 4.2%, 9.4 minutes
+               "mnist": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.45,
+                         "recall": 0.75, "fd_over_floor": 16.0}}

@@ -35,4 +35,8 @@ class VAEFamily(Family):
     options = (LATENT, HIDDEN, ARCH, LIKELIHOOD, ACTIVATION)
     dataset_defaults = per_dataset({**DIGITS_SVI, "epochs": 120}, {**MNIST_SVI, "epochs": 50})
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
-                          "recall": 0.6, "fd_over_floor": 6.0, "nll": 23.5}}
+                          "recall": 0.6, "fd_over_floor": 6.0, "nll": 23.5},
+               # measured 0.73 / 0.70, FD 38x its floor (the means of p(x|z) are smooth),
+               # NLL 94.5 (IS-100), 6.7 minutes on one core
+               "mnist": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.6,
+                         "recall": 0.6, "fd_over_floor": 48.0, "nll": 96.0}}

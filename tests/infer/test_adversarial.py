@@ -14,6 +14,7 @@ from torch import nn
 from pyrogen.data.split import Split
 from pyrogen.infer import Trace_AAE, Trace_ALI, Trace_GAN
 from pyrogen.models import AAE, ALI, GAN, Discriminator, GeneratorModel
+from pyrogen.models.ali import SLEEP_WEIGHT
 from pyrogen.models.cvae import EmptyGuide
 from pyrogen.train import TrainConfig, Trainer
 
@@ -218,7 +219,8 @@ def test_aae_losses_match_a_hand_computation():
 
 @pytest.mark.parametrize("kind", ["paper", "minimax", "swapped", "paper-sleep"])
 def test_ali_losses_match_a_hand_computation(kind):
-    ali = ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(8,), encoder="delta", loss=kind)
+    weight = {"sleep_weight": 3.0} if kind == "paper-sleep" else {}
+    ali = ALI((1, 8, 8), latent_dim=2, arch="mlp", hidden=(8,), encoder="delta", loss=kind, **weight)
     x = torch.rand(6, 1, 8, 8)
     z_prior = torch.randn(6, 2)
     _fix_prior(ali.model, z_prior)
@@ -236,7 +238,7 @@ def test_ali_losses_match_a_hand_computation(kind):
         "swapped": -log_1md(l_enc).mean() - log_d(l_gen).mean(),
         # a deterministic encoder's sleep term: half the squared error of E(G(z)) against z
         "paper-sleep": -log_d(l_enc).mean() - log_d(l_gen).mean()
-        + 0.5 * (ali.guide.encoder(x_gen)[0] - z_prior).pow(2).sum(-1).mean(),
+        + 3.0 * 0.5 * (ali.guide.encoder(x_gen)[0] - z_prior).pow(2).sum(-1).mean(),
     }[kind]
     losses = ali.losses()
     assert losses["discriminator"].loss(ali.model, ali.guide, x) == pytest.approx(expected_d.item(), rel=1e-5)
@@ -292,7 +294,7 @@ def _check_paper_sleep_gradient():
     assert all(p.dtype == torch.float64 for p in params)
     complete = ali.losses()["encoder-generator"]
     complete.snapshot(ali.model, ali.guide, x)
-    sleep = Trace_ALI(ali.discriminator, "encoder-generator", loss="paper-sleep")
+    sleep = Trace_ALI(ali.discriminator, "encoder-generator", loss="paper-sleep", sleep_weight=1.0)
     paper = Trace_ALI(ali.discriminator, "encoder-generator", loss="paper")
     grads = {}
     for name, loss in (("complete", complete), ("sleep", sleep), ("paper", paper)):
@@ -319,7 +321,9 @@ def test_paper_sleep_keeps_the_codes_in_the_prior_where_the_paper_loss_pushes_th
     for loss in ("paper", "paper-sleep"):
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
-        ali = ALI(data.shape, latent_dim=2, arch="mlp", hidden=(32, 32), batch_norm=False, loss=loss)
+        weight = {"sleep_weight": 1.0} if loss == "paper-sleep" else {}
+        ali = ALI(data.shape, latent_dim=2, arch="mlp", hidden=(32, 32), batch_norm=False, loss=loss,
+                  **weight)
         config = TrainConfig(model="ali", epochs=2, batch_size=100, lr=1e-3, betas=[0.5, 0.999],
                              device="cpu")
         data_small = dataclasses.replace(data, train=Split(data.train.images[:6000], data.train.labels[:6000]))
@@ -328,6 +332,14 @@ def test_paper_sleep_keeps_the_codes_in_the_prior_where_the_paper_loss_pushes_th
     assert codes["paper"]["mean_abs_code"] > 3.0
     assert codes["paper-sleep"]["mean_abs_code"] < 2.0
     assert codes["paper-sleep"]["inversion_mse"] < 0.2 * codes["paper"]["inversion_mse"]
+
+
+def test_paper_sleep_weight_defaults_to_the_measured_one():
+    ali = ALI((1, 8, 8), arch="mlp", loss="paper-sleep")
+    assert ali.config["sleep_weight"] is None
+    assert ali.losses()["encoder-generator"].sleep_weight == SLEEP_WEIGHT == 10.0
+    assert ALI((1, 8, 8), arch="mlp", loss="paper-sleep", sleep_weight=1).losses()[
+        "encoder-generator"].sleep_weight == 1.0
 
 
 def test_bad_options_are_refused():
