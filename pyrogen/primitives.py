@@ -9,11 +9,14 @@ below ``pyro.infer``), so that both can use them without importing each other.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import re
 from collections.abc import Iterator
 
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.nn import PyroModule
 
 
 def data_plate(batch_size: int, num_data: int | None, device: torch.device) -> pyro.plate:
@@ -88,4 +91,31 @@ def batch_size_of(x: torch.Tensor | None, num_samples: int | None, data_shape: t
     return check_data(x, data_shape)
 
 
-__all__ = ["batch_size_of", "beta_scale", "check_data", "data_plate"]
+#: one counter for every model built in this process
+_INSTANCES = itertools.count(1)
+
+
+def instance_name(kind: str) -> str:
+    """A name prefix for Pyro's parameter store that no other model of this process has:
+    ``kind`` in snake case and a serial number (``"vae_model_3"``)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", kind).lower()
+    return f"{snake}_{next(_INSTANCES)}"
+
+
+class NamedPyroModule(PyroModule):
+    """
+    A top-level ``PyroModule`` of a pyrogen model (a model, guide or discriminator) whose
+    parameters live in Pyro's global parameter store under a prefix of its own
+    (:func:`instance_name`), so two models built in one session, of the same class or not,
+    never share or shadow each other's parameters: each ``SVI`` trains its own model without
+    ``pyro.clear_param_store()``. A ``NamedPyroModule`` nested in another ``PyroModule``
+    takes its name from its parent, as any ``PyroModule``. The weights' own names (the
+    ``state_dict``) are unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name=instance_name(type(self).__name__))
+
+
+__all__ = ["NamedPyroModule", "batch_size_of", "beta_scale", "check_data", "data_plate",
+           "instance_name"]

@@ -50,14 +50,14 @@ import torch
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import torch_item
-from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.infer.importance import _weights_and_guide_trace
 from pyrogen.primitives import check_data, data_plate
 
 
-class SIRPosterior(PyroModule):
+class SIRPosterior(NamedPyroModule):
     r"""
     An approximate posterior draw per data point, by sampling-importance-resampling from
     the prior followed by MALA steps (see the module docstring); the E-step of Monte

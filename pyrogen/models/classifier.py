@@ -36,9 +36,9 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.models.base import Facade
 from pyrogen.models.util import check_data, data_plate
 from pyrogen.nn.mlp import _check_event_shape, _check_int_sequence, _check_positive_int
@@ -158,7 +158,7 @@ class Classifier(nn.Module):
         )
 
 
-class ClassifierModel(PyroModule):
+class ClassifierModel(NamedPyroModule):
     r"""
     The conditional model :math:`y_n \mid x_n \sim \mathrm{Categorical}(\mathrm{softmax}
     (f_\theta(x_n)))` over a minibatch, inside the ``"data"`` plate.
@@ -192,7 +192,7 @@ class ClassifierModel(PyroModule):
             return pyro.sample("y", dist.Categorical(logits=self.net(x)), obs=y)
 
 
-class ClassifierGuide(PyroModule):
+class ClassifierGuide(NamedPyroModule):
     """The empty guide of :class:`ClassifierModel`: it has no latent variable to infer."""
 
     def forward(

@@ -51,10 +51,10 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.data.quadrants import check_quadrants, condition_on_quadrants, visible_mask
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
 from pyrogen.models.util import ShapedFacade, beta_scale, check_data, data_plate
@@ -99,7 +99,7 @@ def _expand_to(c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return c.expand(*z.shape[:-1], c.shape[-1])
 
 
-class BaselineModel(PyroModule):
+class BaselineModel(NamedPyroModule):
     r"""
     The deterministic baseline :math:`p(x \mid y) = p(x \mid \hat x = f(y))` of the
     prior-network CVAE, a Pyro model with no latent variable: with
@@ -129,14 +129,14 @@ class BaselineModel(PyroModule):
         return out
 
 
-class EmptyGuide(PyroModule):
+class EmptyGuide(NamedPyroModule):
     """A guide with no sample sites, for models with no latent variable."""
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
-class CVAEModel(PyroModule):
+class CVAEModel(NamedPyroModule):
     r"""
     The generative side of a conditional VAE (see the module docstring):
     :math:`z \sim p(z \mid y)`, :math:`x \sim p_\theta(x \mid z, y)` inside the
@@ -205,7 +205,7 @@ class CVAEModel(PyroModule):
         return z
 
 
-class CVAEGuide(PyroModule):
+class CVAEGuide(NamedPyroModule):
     r"""
     The recognition network :math:`q_\phi(z \mid x, y)` (:math:`q_\phi(z \mid x)`
     for the class-mean prior), a diagonal Gaussian.

@@ -66,9 +66,9 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.models.classifier import Classifier, ImageClassifier
 from pyrogen.models.util import batch_size_of, beta_scale, data_plate
 from pyrogen.models.vae import AmortisedFacade, VAEGuide
@@ -141,7 +141,7 @@ class FrozenFeatures(nn.Module):
         return [f.reshape(*batch_shape, *f.shape[1:]) for f in out]
 
 
-class DFCVAEModel(PyroModule):
+class DFCVAEModel(NamedPyroModule):
     r"""
     The generative model of the DFC-VAE [1]:
 

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.models.util import batch_size_of, check_data, data_plate
 
 #: output noise of the generator: ``delta`` (x = G(z)) or ``gaussian`` (x ~ N(G(z), s^2 I))
@@ -40,7 +40,7 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
-class GeneratorModel(PyroModule):
+class GeneratorModel(NamedPyroModule):
     r"""
     The generator as a Pyro model:
 
@@ -142,7 +142,7 @@ class GeneratorModel(PyroModule):
             return pyro.sample("x", self.observation(self.generate(z)), obs=x)
 
 
-class EncoderGuide(PyroModule):
+class EncoderGuide(NamedPyroModule):
     r"""
     The encoder as a Pyro guide: :math:`z_n \sim \delta(z - \mu_\phi(x_n))` (``"delta"``, a
     deterministic encoder) or :math:`\mathcal{N}(\mu_\phi(x_n), \mathrm{diag}\,
@@ -172,7 +172,7 @@ class EncoderGuide(PyroModule):
             return pyro.sample("z", self.conditional(x))
 
 
-class Discriminator(PyroModule):
+class Discriminator(NamedPyroModule):
     r"""
     A discriminator as a ``PyroModule``: calling it inside a loss registers its parameters
     with Pyro (so ``SVI`` can optimise them), and a loss hides them from the other player's

@@ -22,10 +22,10 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints, transform_to
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.models.util import check_data as check_shape
 from pyrogen.models.mixture_guide import MixturePosterior
 from pyrogen.models.util import data_plate
@@ -58,7 +58,7 @@ def _check_weights(weights: torch.Tensor, k: int) -> torch.Tensor:
     return weights
 
 
-class MixtureModel(PyroModule):
+class MixtureModel(NamedPyroModule):
     r"""
     Base class of a mixture of :math:`K` components with mixing weights
     :math:`\pi = \mathrm{softmax}(\text{weight\_logits})`:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.infer.em import EMModel
 from pyrogen.models.util import data_plate
 
 
-class MixturePosterior(PyroModule):
+class MixturePosterior(NamedPyroModule):
     r"""
     The exact posterior of a :class:`MixtureModel` as a guide (the E-step):
 

@@ -16,10 +16,10 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from pyrogen.primitives import NamedPyroModule
 from pyrogen.models.likelihoods import LIKELIHOODS, build_likelihood
 from pyrogen.models.util import (
     ReconstructMixin,
@@ -32,7 +32,7 @@ from pyrogen.models.util import (
 from pyrogen.nn import build_decoder, build_encoder
 
 
-class VAEModel(PyroModule):
+class VAEModel(NamedPyroModule):
     r"""
     The generative model of a VAE:
 
@@ -117,7 +117,7 @@ class VAEModel(PyroModule):
         return z
 
 
-class VAEGuide(PyroModule):
+class VAEGuide(NamedPyroModule):
     r"""
     The amortised posterior :math:`q_\phi(z \mid x) = \mathcal{N}(z; \mu_\phi(x),
     \mathrm{diag}\, \sigma^2_\phi(x))` of a VAE (the inference side
