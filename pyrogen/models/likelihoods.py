@@ -60,6 +60,8 @@ class _IndependentBernoulli(dist.Independent):
         return new
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:  # Pyro's validation switch: grey values are not Bernoulli data
+            self._validate_sample(value)
         logits, value = broadcast_all(self.base_dist.logits, value)
         bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
         if self.pixel_mask is not None:
@@ -70,16 +72,17 @@ class _IndependentBernoulli(dist.Independent):
 class BernoulliLikelihood(Likelihood):
     r"""
     :math:`p(x \mid z) = \prod_d \mathrm{Bernoulli}(x_d; \sigma(f_d(z)))` for binary data.
-    The trainer checks that the data are binary before it starts (Pyro's
-    validation of every minibatch is switched off here: it would cost more
-    than the likelihood).
+    The trainer checks that the data are binary before it starts and validates its first step
+    only; elsewhere the distribution follows Pyro's validation switch
+    (``pyro.enable_validation``, on by default), so non-binary values in a user's own loop
+    raise a ``ValueError`` instead of training on the wrong objective.
     """
 
     support = constraints.boolean
 
     def forward(self, out: torch.Tensor, mask: torch.Tensor | None = None) -> dist.TorchDistribution:
-        base = dist.Bernoulli(logits=out, validate_args=False)
-        d = _IndependentBernoulli(base, self.event_dim, validate_args=False)
+        base = dist.Bernoulli(logits=out)
+        d = _IndependentBernoulli(base, self.event_dim)
         if mask is not None:
             d.pixel_mask = mask.to(out.dtype)
         return d

@@ -45,3 +45,17 @@ def test_names_are_unique_and_weights_keep_their_names():
     a, b = GAN((1, 8, 8), latent_dim=2, arch="mlp", hidden=(8,)), GAN((1, 8, 8), latent_dim=2, arch="mlp", hidden=(8,))
     assert a.state_dict().keys() == b.state_dict().keys()  # checkpoints are unaffected
     b.load_state_dict(a.state_dict())
+
+
+def test_bernoulli_likelihood_follows_pyros_validation_switch():
+    """Grey values fed to a Bernoulli VAE raise under Pyro's validation (its default), and
+    train silently only where a user switched validation off."""
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(8,))
+    svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    grey = torch.rand(5, 1, 8, 8)
+    with pyro.validation_enabled(True):
+        with pytest.raises(ValueError, match="support"):
+            svi.step(grey)
+        assert torch.isfinite(torch.tensor(svi.step(grey.bernoulli())))
+    with pyro.validation_enabled(False):
+        assert torch.isfinite(torch.tensor(svi.step(grey)))
