@@ -72,6 +72,20 @@ def test_resume_applies_and_records_a_changed_schedule(data, tmp_path):
     assert again.fit()[-1]["lr"] == pytest.approx(0.01 * (1 + math.cos(4 * math.pi / 5)) / 2)
 
 
+def test_extending_a_cosine_run_continues_the_uninterrupted_runs_rates(data, tmp_path):
+    """The README's `--resume RUN --epochs N` on a cosine run: epochs 3 and 4 of a 2-epoch run
+    extended to 4 get the rates of an uninterrupted 4-epoch run (once 0.0005, 0.0, ...)."""
+    uninterrupted = [r["lr"] for r in make_trainer(data, tmp_path / "whole", epochs=4,
+                                                   lr_schedule="cosine").fit()]
+    assert uninterrupted == pytest.approx([1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
+                                           1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    make_trainer(data, tmp_path / "run", epochs=2, lr_schedule="cosine").fit()
+    resumed = make_trainer(data, tmp_path / "run", epochs=4, lr_schedule="cosine")
+    resumed.resume()
+    extended = [r["lr"] for r in resumed.fit()]
+    assert extended[2:] == pytest.approx(uninterrupted[2:])
+
+
 def test_run_folder(data, tmp_path):
     trainer = make_trainer(data, tmp_path / "run", epochs=2)
     history = trainer.fit()
