@@ -17,15 +17,10 @@ from typing import Any
 from torch import nn
 
 from pyrogen.infer.adversarial import AdversarialLoss
-from pyrogen.infer.ali import ALI_LOSSES, Trace_ALI
+from pyrogen.infer.ali import ALI_LOSSES, SLEEP_WEIGHT, Trace_ALI, sleep_weight_for
 from pyrogen.models.gan import EncoderFacade, _generator_net
 from pyrogen.models.generator import NOISES, Discriminator, EncoderGuide, GeneratorModel
 from pyrogen.nn import JointDiscriminator, build_encoder
-
-
-#: the paper-sleep loss's default weight: on the digits 3 to 30 cover every class and 10
-#: gives the best samples; on MNIST 10 matches the swapped loss's samples (docs/ali.rst)
-SLEEP_WEIGHT = 10.0
 
 
 class ALI(EncoderFacade):
@@ -71,11 +66,7 @@ class ALI(EncoderFacade):
             raise ValueError("loss 'complete' needs a Gaussian encoder and a Gaussian generator "
                              f"(its dropped terms are densities); got encoder={encoder!r}, "
                              f"generator={generator!r}")
-        if sleep_weight is not None:
-            if loss != "paper-sleep":
-                raise ValueError(f"sleep_weight weighs the paper-sleep loss's term; loss {loss!r} has none")
-            if not float(sleep_weight) >= 0:
-                raise ValueError(f"sleep_weight must be >= 0, got {sleep_weight}")
+        sleep_weight_for(loss, sleep_weight)  # refuses a weight that cannot apply, before any work
         data_shape = tuple(int(d) for d in data_shape)
         self.config: dict[str, Any] = dict(
             data_shape=list(data_shape), latent_dim=int(latent_dim), arch=arch, hidden=list(hidden),
@@ -97,7 +88,6 @@ class ALI(EncoderFacade):
 
     def losses(self) -> dict[str, AdversarialLoss]:
         kind, weight = self.config["loss"], self.config.get("sleep_weight")
-        weight = SLEEP_WEIGHT if weight is None else weight
         return {"discriminator": Trace_ALI(self.discriminator, "discriminator", loss=kind),
                 "encoder-generator": Trace_ALI(self.discriminator, "encoder-generator", loss=kind,
                                                sleep_weight=weight)}

@@ -340,6 +340,12 @@ def test_paper_sleep_weight_defaults_to_the_measured_one():
     assert ali.losses()["encoder-generator"].sleep_weight == SLEEP_WEIGHT == 10.0
     assert ALI((1, 8, 8), arch="mlp", loss="paper-sleep", sleep_weight=1).losses()[
         "encoder-generator"].sleep_weight == 1.0
+    # the loss itself has the same default, and no weight for a loss without the term
+    d = Discriminator(ConstantLogit())
+    assert Trace_ALI(d, "encoder-generator", loss="paper-sleep").sleep_weight == SLEEP_WEIGHT
+    assert Trace_ALI(d, "encoder-generator", loss="swapped").sleep_weight is None
+    with pytest.raises(ValueError, match="sleep_weight weighs the paper-sleep"):
+        Trace_ALI(d, "encoder-generator", loss="swapped", sleep_weight=3.0)
 
 
 def test_bad_options_are_refused():
