@@ -174,6 +174,12 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("epochs", "number of epochs", type=positive_int),
         Option("device", "torch device, e.g. cpu, cuda, cuda:1"),
         Option("seed", "random seed of the weights, minibatches and draws", type=int),
+        Option("divergence_band", "a step's loss more than K spreads from its recent values (or "
+               "K times its size above its first) counts as divergence, like a NaN: the epoch is "
+               "rolled back and rerun at half the learning rate (0: NaN/inf only)",
+               type=non_negative_float, metavar="K"),
+        Option("max_rollbacks", "rollbacks allowed before a diverging run stops",
+               type=non_negative_int),
     ),
     "optimisation": (
         Option("batch_size", "minibatch size", type=positive_int),

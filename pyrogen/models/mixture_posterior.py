@@ -127,9 +127,11 @@ class Mixture(Facade):
         return self.model.posterior(x)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, *, mean: bool = False) -> torch.Tensor:
-        r"""``num_samples`` draws :math:`x \sim p_\theta(x)`, or with ``mean=True`` the means of
-        :math:`p_\theta(x \mid z)` for draws :math:`z \sim \pi` (images of probabilities)."""
+    def sample(self, num_samples: int, *, mean: bool = True) -> torch.Tensor:
+        r"""The means of :math:`p_\theta(x \mid z)` for ``num_samples`` draws
+        :math:`z \sim \pi` (for Bernoulli components, images of probabilities), as a VAE's
+        :meth:`~pyrogen.models.VAE.sample` gives the decoder's means; with ``mean=False``, draws
+        :math:`x \sim p_\theta(x)` themselves (binary images for Bernoulli components)."""
         num_samples = _positive_int(num_samples, "num_samples")
         params = self.model.params()
         z = dist.Categorical(logits=params["log_weights"]).sample((num_samples,))

@@ -4,6 +4,7 @@ from pyrogen.train.adversarial import AdversarialStep
 from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyrogen.train.config import CONFIG_GROUPS, TrainConfig, batch_size_at, build_objective, check_applies, kl_weight
+from pyrogen.train.divergence import DivergenceError
 from pyrogen.train.elbo import ELBOStep
 from pyrogen.train.em import EMStep
 from pyrogen.train.step import NonFiniteLossError, Step
@@ -14,6 +15,7 @@ __all__ = [
     "AdversarialStep",
     "CONFIG_GROUPS",
     "CheckpointError",
+    "DivergenceError",
     "ELBOStep",
     "EMStep",
     "ExponentialAverage",

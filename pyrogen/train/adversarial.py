@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from pyrogen.train.config import SHARED_GROUPS
 from pyrogen.train.distributed import average_buffers
+from pyrogen.train.divergence import site_probe
 from pyrogen.train.step import Step, num_batches, sum_across_ranks
 
 
@@ -278,7 +279,8 @@ class AdversarialStep(Step):
                 where = (f"at epoch {trainer.epoch + 1}, iteration {self.iteration + 1} "
                          f"(global step {trainer.global_step + 1})")
                 value = trainer.optimise(value, self.params[name], self.optimizers[name],
-                                         what=f"{name} loss", where=where, zero_unused=True)
+                                         what=f"{name} loss", where=where, zero_unused=True,
+                                         probe=site_probe(model, args, kwargs))
             trainer.global_step += 1
             for key, v in {f"loss_{name}": value, **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + v

@@ -84,6 +84,12 @@ class TrainConfig:
         :math:`1/(1-d)` optimiser steps), used for validation, the best checkpoint, the
         pictures and :func:`~pyrogen.families.load_run`; 0 (the default): none. The SVI
         trainer only.
+    :param float divergence_band: a step's loss outside :math:`K` = this many spreads of its
+        recent values (or rising :math:`K` times its size above its first value) counts as
+        divergence, as a non-finite loss does: the epoch is rolled back and rerun with halved
+        learning rates (:mod:`pyrogen.train.divergence`); 0 keeps only the non-finite check.
+    :param int max_rollbacks: rollbacks allowed in the run before it stops with
+        :class:`~pyrogen.train.DivergenceError`.
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
@@ -130,6 +136,8 @@ class TrainConfig:
     d_lr: float | None = None
     watch_classes: str | None = None
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    divergence_band: float = 20.0
+    max_rollbacks: int = 3
 
     def __post_init__(self) -> None:
         def positive(name: str, integer: bool = True) -> None:
@@ -152,7 +160,7 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay", "tol",
-                     "iterations_per_epoch"):
+                     "iterations_per_epoch", "lr_min", "divergence_band", "max_rollbacks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self.batch_schedule = _check_batch_schedule(self.batch_schedule)
@@ -219,7 +227,7 @@ def _check_batch_schedule(schedule: Any) -> list[list[int]]:
 CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "family": ("model", "model_config"),
     "data": ("dataset", "data_dir", "binarize", "validation_size", "limit"),
-    "run": ("epochs", "device", "seed", "num_pictures"),
+    "run": ("epochs", "device", "seed", "num_pictures", "divergence_band", "max_rollbacks"),
     "optimisation": ("batch_size", "optimizer", "lr", "weight_decay", "betas", "clip_norm"),
     "schedule": ("lr_schedule", "lr_decay", "lr_min", "lr_milestones"),
     "stopping": ("patience",),

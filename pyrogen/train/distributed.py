@@ -129,6 +129,16 @@ def average_buffers(module: nn.Module) -> None:
                 dist.broadcast(buffer, 0)
 
 
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether ``flag`` holds on any rank (itself in one process): one all-reduce, so that
+    every rank takes the same branch, e.g. all roll back when one rank's loss diverged."""
+    if world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def average_gradients(params: list[torch.Tensor]) -> None:
     """Replace each parameter's gradient by its mean over the ranks (one all-reduce of the
     concatenated gradients). Every rank must pass the same parameters in the same order; a
@@ -216,6 +226,7 @@ class DistributedOptim(PyroOptim):
 
 __all__ = [
     "DistributedOptim",
+    "any_rank",
     "average_buffers",
     "average_gradients",
     "broadcast_module",

@@ -18,6 +18,7 @@ from pyrogen.infer.jit import CompiledLoss
 from pyrogen.train.config import SHARED_GROUPS, build_objective, kl_weight
 from pyrogen.train.pretrain import train_baseline
 from pyrogen.train.distributed import average_buffers
+from pyrogen.train.divergence import site_probe
 from pyrogen.train.step import Step, num_batches, sum_across_ranks
 
 
@@ -78,7 +79,7 @@ class ELBOStep(Step):
                 where = (f"at epoch {epoch + 1}, step {count + 1} "
                          f"(global step {trainer.global_step + 1})")
                 loss = trainer.optimise(self.loss(*args, **kwargs), self.params, self.optimizer,
-                                        where=where)
+                                        where=where, probe=site_probe(trainer.model, args, kwargs))
             total += loss
             count += 1
             trainer.global_step += 1

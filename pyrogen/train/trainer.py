@@ -19,7 +19,9 @@ before each optimiser step, and only rank 0 writes files.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,17 +52,25 @@ from pyrogen.train.config import (
     closed_form_scheduler,
 )
 from pyrogen.train.distributed import average_gradients, broadcast_module, gather_rng_states
+from pyrogen.train.distributed import any_rank
 from pyrogen.train.distributed import rank as _rank
 from pyrogen.train.distributed import world_size as _world_size
+from pyrogen.train.divergence import (
+    ROLLBACK_LR_FACTOR,
+    DivergenceError,
+    DivergenceGuard,
+    nonfinite_parameters,
+)
 from pyrogen.train.elbo import ELBOStep
 from pyrogen.train.em import EMStep
 from pyrogen.train.logging import RunLogger
-from pyrogen.train.step import NonFiniteLossError, Step, check_finite
+from pyrogen.train.step import NonFiniteLossError, Step
 
 #: options that may differ between a run and its resumption: where it runs, how long, and
 #: the learning-rate schedule (applied from the epoch reached on, and recorded in the history)
 RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "patience", "lr", "d_lr", "lr_schedule",
-                     "lr_decay", "lr_min", "lr_milestones", "watch_classes")
+                     "lr_decay", "lr_min", "lr_milestones", "watch_classes", "divergence_band",
+                     "max_rollbacks")
 #: the changes that move the learning-rate schedule
 _SCHEDULE_CHANGES = ("lr", "d_lr", "lr_schedule", "lr_decay", "lr_min", "lr_milestones")
 
@@ -105,6 +115,13 @@ class Trainer:
     ``with trainer.averaged():`` swaps the average in.
     Pyro's global parameter store is cleared when a trainer is built, so names
     left by an earlier model cannot shadow this model's parameters.
+
+    Divergence (:mod:`pyrogen.train.divergence`): every step's loss is checked before its
+    gradients are taken; a non-finite loss, or one outside the band of its recent history
+    (``config.divergence_band``), rolls the epoch back to its start (weights, optimisers,
+    schedules, the step's state, the weight average, random state), halves every learning
+    rate for the rest of the run and runs the epoch again, up to ``config.max_rollbacks``
+    times; then :class:`~pyrogen.train.DivergenceError` names the loss, the step and the site.
 
     :param torch.nn.Module model: e.g. :class:`~pyrogen.models.VAE`.
     :param DataSplits data: the data; moved to ``config.device``.
@@ -163,6 +180,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_valid = math.inf
         self.bad_epochs = 0
+        self.guard = DivergenceGuard(config.divergence_band)
+        self.lr_scale = 1.0  # the product of the rollbacks' reductions
+        self.rollbacks: list[dict[str, Any]] = []  # every rollback of the run
+        self._rolled_back: list[dict[str, Any]] = []  # those the next epoch's record reports
         self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
 
     # ------------------------------------------------------------ optimisation
@@ -178,19 +199,21 @@ class Trainer:
 
     def _closed_form_schedule(self) -> None:
         """Replace every schedule by its closed form from the current epoch on: how a resumed
-        run applies changed schedule options."""
+        run applies changed schedule options, and a rollback its reduced rates."""
         for name, optimizer in self.optimizers.items():
-            self.schedulers[name] = closed_form_scheduler(self.config, optimizer, self.base_lrs[name],
-                                                          self.epoch)
+            self.schedulers[name] = closed_form_scheduler(
+                self.config, optimizer, self.base_lrs[name] * self.lr_scale, self.epoch)
         self.closed_form = True
 
     def optimise(self, loss: torch.Tensor, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
                  *, what: str = "loss", where: str | None = None, average: bool = True,
-                 zero_unused: bool = False) -> float:
+                 zero_unused: bool = False, probe: Callable[[], str | None] | None = None) -> float:
         """
-        The optimiser step every training step takes: check that ``loss`` is finite (else
-        :class:`~pyrogen.train.NonFiniteLossError` naming ``what`` and ``where``, by default
-        the epoch and the global step),
+        The optimiser step every training step takes: check that ``loss`` is finite and within
+        the band of its recent values (else :class:`~pyrogen.train.DivergenceError` naming
+        ``what``, ``where``, by default the epoch and the global step, and the site: a
+        non-finite parameter, or what ``probe()`` finds, e.g.
+        :func:`~pyrogen.train.divergence.nonfinite_site`; the trainer rolls the epoch back),
         differentiate it with respect to ``params`` only (a parameter the loss does not reach
         gets no gradient, so the optimiser leaves it, as after ``backward()``; with
         ``zero_unused`` a zero gradient, as a player's optimiser keeps all its state moving), average the gradients across
@@ -198,8 +221,21 @@ class Trainer:
         average (unless ``average=False``). Returns the loss as a float.
         """
         value = loss.item()
-        where = where or f"at epoch {self.epoch + 1}, global step {self.global_step + 1}"
-        check_finite(value, what, where, self)
+        key = what.split(" (")[0]  # one history per loss, whatever its message adds
+        why = self.guard.bad(value, key)
+        if any_rank(why is not None, self.device):  # every rank rolls back together
+            where = where or f"at epoch {self.epoch + 1}, global step {self.global_step + 1}"
+            why = why or "diverged on another process"
+            bad = nonfinite_parameters(self.model, params)
+            site = (f"non-finite parameters: {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}"
+                    if bad else None)
+            if site is None and probe is not None and not math.isfinite(value):
+                try:
+                    site = probe()
+                except Exception as e:  # the probe must not hide the divergence it explains
+                    site = f"site not found: {type(e).__name__}: {str(e).splitlines()[0]}"
+            raise DivergenceError(f"the {what} {why} {where}", site)
+        self.guard.accept(value, key)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None and zero_unused else g
@@ -272,6 +308,9 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "rng": get_rng_state(),
             "closed_form_schedule": self.closed_form,
+            "divergence": self.guard.state_dict(),
+            "lr_scale": self.lr_scale,
+            "rollbacks": copy.deepcopy(self.rollbacks),
         } | ({"average": self.average.state_dict()} if self.average is not None else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -284,6 +323,9 @@ class Trainer:
                 self.schedulers[name].load_state_dict(state["scheduler"][name])
         self.step.load_state_dict(state.get("step", {}), self)
         self.epoch = int(state["epoch"])
+        self.guard.load_state_dict(state.get("divergence", {}))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.rollbacks = copy.deepcopy(list(state.get("rollbacks", [])))
         if closed_form:
             self._closed_form_schedule()
         self.global_step = int(state["global_step"])
@@ -355,7 +397,12 @@ class Trainer:
             if pretrained and self.average is not None:  # average from the pre-phase's end on
                 self.average = self._build_average()
             while self.epoch < self.config.epochs:
-                record = self._epoch(pretrained)
+                snapshot = copy.deepcopy(self.state_dict())  # what a rollback returns to
+                try:
+                    record = self._epoch(pretrained)
+                except DivergenceError as e:
+                    self._roll_back(snapshot, e)
+                    continue
                 pretrained = {}
                 if self.config.patience and self.bad_epochs >= self.config.patience:
                     break
@@ -365,6 +412,29 @@ class Trainer:
             self.logger.close()
         return self.history
 
+    def _roll_back(self, snapshot: dict[str, Any], error: DivergenceError) -> None:
+        """Return to ``snapshot`` (the epoch's start) with every learning rate multiplied by
+        :data:`~pyrogen.train.divergence.ROLLBACK_LR_FACTOR`, or raise when the run has used
+        its ``config.max_rollbacks``."""
+        epoch = self.epoch + 1
+        if len(self.rollbacks) >= self.config.max_rollbacks:
+            raise DivergenceError(
+                f"training diverged: {error.reason}; {len(self.rollbacks)} rollback(s) with the "
+                f"learning rates multiplied by {ROLLBACK_LR_FACTOR:g} each did not help "
+                f"(--max-rollbacks {self.config.max_rollbacks}); try a smaller --lr; "
+                f"{self.logger.last_good_message()}", error.site)
+        scale = self.lr_scale * ROLLBACK_LR_FACTOR
+        event = {"epoch": epoch, "reason": error.reason, "site": error.site, "lr_scale": scale}
+        self.load_state_dict(snapshot)
+        self.lr_scale = scale
+        self.rollbacks.append(event)
+        self._rolled_back.append(event)
+        self._closed_form_schedule()
+        if self.rank == 0:
+            print(f"pyrogen: rolled back epoch {epoch} to its start: {error}; learning rates now "
+                  f"x{scale:g} (rollback {len(self.rollbacks)} of at most "
+                  f"{self.config.max_rollbacks})", file=sys.stderr, flush=True)
+
     def _epoch(self, pretrained: dict[str, Any]) -> dict[str, Any]:
         record = {"epoch": self.epoch + 1, **self.step.run_epoch(self)}
         for scheduler in self.schedulers.values():
@@ -373,12 +443,17 @@ class Trainer:
             with self.averaged():
                 valid = self.evaluate_loss(self.data.valid)
             if valid is not None:
-                check_finite(valid, "validation loss", f"after epoch {self.epoch + 1}", self)
+                if any_rank(not math.isfinite(valid), self.device):
+                    raise DivergenceError(f"the validation loss became {valid} after epoch "
+                                          f"{self.epoch + 1}")
                 record["valid_loss"] = valid
         record.update(pretrained)
         if self.resumed_changes:
             record["resumed_with"] = self.resumed_changes
             self.resumed_changes = {}
+        if self._rolled_back:
+            record["rolled_back"] = self._rolled_back
+            self._rolled_back = []
         with torch.random.fork_rng(devices=self.rng_devices()):
             for callback in self.callbacks:
                 callback(self, record)
@@ -440,4 +515,4 @@ class Trainer:
             self.model.train(training)
 
 
-__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step"]
+__all__ = ["DivergenceError", "NonFiniteLossError", "RESUMABLE_CHANGES", "STEPS", "Trainer", "default_step"]

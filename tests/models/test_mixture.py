@@ -149,11 +149,16 @@ def test_config_rebuilds_and_sample(component, covariance, shape):
     rebuilt.load_state_dict(mixture.state_dict())
     assert torch.allclose(rebuilt.log_likelihood(x), mixture.log_likelihood(x), rtol=1e-14)
     assert rebuilt.data_shape == tuple(shape) and rebuilt.num_components == K
-    draws = mixture.sample(500)
+    draws = mixture.sample(500, mean=False)
     assert draws.shape == (500, *shape) and draws.dtype == torch.float64
-    assert mixture.sample(2, mean=True).shape == (2, *shape)
+    means = mixture.sample(500)  # the default: component means, one per draw of z
+    assert means.shape == (500, *shape)
+    # every mean is one of the K component means
+    flat, centres = means.reshape(500, -1), mixture.component_means().reshape(K, -1)
+    assert (flat[:, None] - centres[None]).abs().amax(-1).min(dim=1).values.max() < 1e-12
     if component == "bernoulli":
         assert set(draws.unique().tolist()) == {0.0, 1.0}
+        assert not set(means.unique().tolist()) <= {0.0, 1.0}
 
 
 @pytest.mark.parametrize("method", ["kmeans++", "random"])
