@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from pyrogen.families import Family, Request, families, get, load_run
 from pyrogen.families.base import summary_of
 from pyrogen.families.options import RUN_FOLDER_OPTIONS, show
 from pyrogen.families.runs import load_classifier
+from pyrogen.train.checkpoint import atomic_write
 from pyrogen.train.config import TrainConfig, default_device
 
 _RUN_FOLDER = {o.name for o in RUN_FOLDER_OPTIONS}
@@ -72,7 +74,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         config = TrainConfig(model=family.name, **train_options)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = run.get("out") or Path("runs") / f"{family.name}-{dataset}-{stamp}"
-        if (run_dir / "checkpoints").exists():
+        if run_dir.exists() and not run_dir.is_dir():
+            parser.error(f"--out {run_dir} is a file; give the name of a run folder (new, or one "
+                         "that a run stopped before its first checkpoint)")
+        if (run_dir / "checkpoints" / "last.pt").exists():
             parser.error(f"--out {run_dir} already holds a run; pass --resume {run_dir} to "
                          "continue it, or choose another --out")
     data = load_data(config)
@@ -97,10 +102,11 @@ def _resumed(family: Family, run: dict[str, Any], model_given: dict[str, Any],
     it another run is refused, naming it."""
     from pyrogen.families import checkpoint_path
     from pyrogen.train import load_checkpoint
+    from pyrogen.train.checkpoint import REQUIRED_KEYS
     from pyrogen.train.trainer import RESUMABLE_CHANGES
 
     run_dir = Path(run["resume"])
-    state = load_checkpoint(checkpoint_path(run_dir, "last"))
+    state = load_checkpoint(checkpoint_path(run_dir, "last"), required=REQUIRED_KEYS)
     saved = state["config"]
     if saved["model"] != family.name:
         raise ValueError(f"run {run_dir} trained a {saved['model']}, not a {family.name}: resume it "
@@ -150,13 +156,17 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     family = get(config.model)
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
+    if len(split) == 0:
+        raise ValueError(f"run {args.run} has no {args.split} split (its data set gives it no "
+                         "points: e.g. trained with --validation-size 0); evaluate --split test")
     request = _request(args)
     if args.features is not None:
         request.classifier = lambda: load_classifier(args.features, data, args.device)
     torch.manual_seed(config.seed)
     result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
               **family.evaluate(model, config, data, split, request)}
-    (args.run / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(args.run / "evaluation.json", lambda f: f.write(text.encode()))
     return result
 
 
@@ -189,8 +199,6 @@ def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
 
 def _encode(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
-
-    from pyrogen.train.checkpoint import atomic_write
 
     model, config, split = _loaded_split(args)
     locs, scales, indices, labels = [], [], [], []
@@ -258,6 +266,32 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out), "split": args.split, "binarize": data.binarize, **summary}
 
 
+def _error_message(e: BaseException) -> str | None:
+    """The one line a user sees for an error of their input or machine, or None for a
+    ``RuntimeError`` that is neither running out of memory nor anything pyrogen raised."""
+    text = str(e)
+    if isinstance(e, MemoryError) or isinstance(e, torch.OutOfMemoryError) or (
+            isinstance(e, RuntimeError) and ("can't allocate memory" in text
+                                             or "out of memory" in text)):
+        asked = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ [KMGT]iB)", text)
+        size = ""
+        if asked:
+            size = asked.group(1)
+            if size.isdigit():
+                size = f"{int(size) / 2**30:.3g} GiB"
+            size = f" (it asked for {size})"
+        return (f"out of memory{size}: the sizes asked for (e.g. --hidden, --batch-size, "
+                "--num-particles, --iw-samples, --num) need more memory than this machine has")
+    from pyrogen.train.step import NonFiniteLossError
+
+    if isinstance(e, RuntimeError) and not isinstance(e, NonFiniteLossError):
+        return None
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or text}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrogen`` command; returns the exit status."""
     parser = build_parser()
@@ -288,10 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _encode(args)
         else:
             result = _sample(args)
-    except (ValueError, FileNotFoundError, CheckpointError, DataFormatError,
-            NonFiniteLossError) as e:
+    except (ValueError, OSError, CheckpointError, DataFormatError, NonFiniteLossError,
+            MemoryError, RuntimeError) as e:
+        message = _error_message(e)
+        if message is None:  # not a user's error: a bug, shown with its traceback
+            raise
         where = f" (rank {rank()})" if rank() else ""
-        print(f"pyrogen {args.command}{where}: error: {e}", file=sys.stderr)
+        print(f"pyrogen {args.command}{where}: error: {message}", file=sys.stderr)
         return 1
     finally:
         shutdown()

@@ -46,9 +46,8 @@ def save_image_grid(
     scale = scale or max(1, 32 // images.shape[-1])
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    from pyrogen.train.checkpoint import atomic_write  # here: pyrogen.train imports this module
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    matplotlib.image.imsave(tmp, grid)
-    os.replace(tmp, path)
-    return path
+    kind = path.suffix[1:].lower() or "png"
+    return atomic_write(path, lambda f: matplotlib.image.imsave(f, grid, format=kind))

@@ -66,6 +66,29 @@ class Batch(NamedTuple):
     index: torch.Tensor
 
 
+def _check_values(images: torch.Tensor, labels: torch.Tensor | None, binarize: str) -> None:
+    """Refuse, in words, images that are not finite grey levels in [0, 1] (or 0/1 for a
+    statically binarised split) and negative labels."""
+    if not len(images):
+        return
+    finite = torch.isfinite(images)
+    if not finite.all():
+        n = int((~finite).sum())
+        raise ValueError(f"images hold {n} NaN or infinite value(s) (first at image "
+                         f"{int((~finite).flatten(1).any(1).nonzero()[0])}); pixels must be "
+                         "finite grey levels in [0, 1]")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        hint = " (pixels of 0-255: divide by 255)" if high > 1 and high <= 255 and low >= 0 else ""
+        raise ValueError(f"images hold values in [{low:g}, {high:g}]; pixels must be grey levels "
+                         f"in [0, 1]{hint}")
+    if binarize == "static" and not ((images == 0) | (images == 1)).all():
+        raise ValueError("the split is labelled statically binarised (binarize='static'), but its "
+                         "images hold grey levels, not only 0 and 1")
+    if labels is not None and len(labels) and int(labels.min()) < 0:
+        raise ValueError(f"labels must be class indices >= 0, got {int(labels.min())}")
+
+
 @dataclasses.dataclass(repr=False)
 class Split:
     """
@@ -104,6 +127,7 @@ class Split:
                 raise ValueError(f"labels are on {self.labels.device} but images on {self.images.device}")
         if self.binarize not in BINARIZATIONS:
             raise ValueError(f"binarize must be one of {BINARIZATIONS}, got {self.binarize!r}")
+        _check_values(self.images, self.labels, self.binarize)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -237,6 +261,15 @@ class DataSplits:
     shape: tuple[int, int, int]
     num_classes: int | None
     class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("train", "valid", "test"):
+            labels = getattr(self, name).labels
+            if self.num_classes is not None and labels is not None and len(labels):
+                top = int(labels.max())
+                if top >= self.num_classes:
+                    raise ValueError(f"the {name} split has label {top}, but the data set has "
+                                     f"{self.num_classes} classes (labels 0 to {self.num_classes - 1})")
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.describe()["sizes"].items())

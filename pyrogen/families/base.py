@@ -25,6 +25,10 @@ import torch
 from pyrogen.data import DATASETS
 from pyrogen.families.options import Option
 from pyrogen.infer import bits_per_dim, elbo, log_likelihood
+from pyrogen.infer.importance import estimated_seconds
+
+#: the longest importance-sampling evaluation ``pyrogen evaluate`` starts (seconds, estimated)
+MAX_EVALUATION_SECONDS = 24 * 3600
 from pyrogen.models.base import Facade
 from pyrogen.train import Step, TrainConfig
 from pyrogen.train.config import CONFIG_GROUPS
@@ -183,9 +187,18 @@ class Family:
         from pyrogen.families.quality import quality
 
         batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
+        if request.iw_samples > 1:
+            cost = estimated_seconds(model.model, model.guide, batches, request.iw_samples)
+            if cost > MAX_EVALUATION_SECONDS:
+                raise ValueError(
+                    f"--iw-samples {request.iw_samples} would take about {cost / 3600:.3g} hours "
+                    f"on this machine for {len(split)} points (measured on a first chunk; more "
+                    f"than the {MAX_EVALUATION_SECONDS // 3600} hours pyrogen evaluate runs); "
+                    f"about {max(1, int(request.iw_samples * 3600 / cost))} samples take an hour")
         start = time.perf_counter()
         elbos = elbo(model.model, model.guide, batches)
-        lls = log_likelihood(model.model, model.guide, batches, num_samples=request.iw_samples)
+        lls = log_likelihood(model.model, model.guide, batches, num_samples=request.iw_samples,
+                             progress=True)
         result = {
             "elbo": float(elbos.mean()),
             "log_likelihood": float(lls.mean()),

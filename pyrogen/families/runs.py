@@ -11,7 +11,7 @@ from torch import nn
 
 from pyrogen.families.registry import get
 from pyrogen.models import ImageClassifier
-from pyrogen.train.checkpoint import CheckpointError, load_checkpoint
+from pyrogen.train.checkpoint import REQUIRED_KEYS, CheckpointError, load_checkpoint, load_weights
 from pyrogen.train.config import TrainConfig
 
 CHECKPOINTS = ("best", "last")
@@ -30,7 +30,8 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
     if not path.is_file():
         raise CheckpointError(
             f"run folder {run_dir} has no {checkpoint} checkpoint ({path}); "
-            "was it written by `pyrogen train`, and did the first epoch finish?"
+            "was it written by `pyrogen train`, and did the first epoch finish? (a run stopped "
+            f"before its first checkpoint starts again with --out {run_dir})"
         )
     return path
 
@@ -48,12 +49,17 @@ def load_run(
     :param bool averaged: for a run trained with ``ema_decay``, load the moving average of
         the weights (the default) rather than the weights of the last optimiser step.
     """
-    state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location="cpu")
+    path = checkpoint_path(run_dir, checkpoint)
+    state = load_checkpoint(path, map_location="cpu", required=REQUIRED_KEYS)
     pyro.clear_param_store()
-    model = get(state["model_name"]).rebuild(state["model_config"])
-    model.load_state_dict(state["model_state"])
+    try:
+        model = get(state["model_name"]).rebuild(state["model_config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: its model configuration does not build a "
+                              f"{state['model_name']}: {e}") from e
+    load_weights(model, state["model_state"], path)
     if averaged and "average" in state:
-        result = model.load_state_dict(state["average"]["average"], strict=False)
+        result = load_weights(model, state["average"]["average"], path, strict=False)
         if result.unexpected_keys:
             raise CheckpointError(f"the checkpoint's weight average has parameters the model "
                                   f"lacks: {result.unexpected_keys}")

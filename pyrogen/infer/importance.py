@@ -149,6 +149,7 @@ def log_likelihood(
     batch_size: int = 100,
     chunk_size: int | None = None,
     memory_budget: int = 512 * 2**20,
+    progress: bool = False,
     **kwargs: Any,
 ) -> torch.Tensor:
     r"""
@@ -171,9 +172,13 @@ def log_likelihood(
     :param int batch_size: data points per chunk (tensor input only).
     :param int chunk_size: particles per chunk; by default as many as fit
         ``memory_budget`` bytes.
+    :param bool progress: show a progress bar of the importance samples drawn (on a
+        terminal only).
     :param kwargs: passed to model and guide.
     :returns: a CPU tensor of shape ``(N,)`` in nats.
     """
+    from tqdm.auto import tqdm
+
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
     if int(batch_size) < 1:
@@ -181,6 +186,8 @@ def log_likelihood(
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
     results = []
+    bar = tqdm(desc="importance samples per point", unit="sample", disable=None if progress else True,
+               leave=False)
     for args in _batches(data, int(batch_size)):
         x = args[0]
         k_chunk = chunk_size or _default_chunk(x.shape[0], x[0].numel(), memory_budget)
@@ -190,10 +197,34 @@ def log_likelihood(
             log_w, _ = log_importance_weights(model, guide, *args, num_particles=k, **kwargs)
             parts.append(torch.logsumexp(log_w, 0))
             done += k
+            bar.update(k * x.shape[0])
         results.append((torch.logsumexp(torch.stack(parts), 0) - math.log(num_samples)).cpu())
+    bar.close()
     if not results:
         raise ValueError("data is empty")
     return torch.cat(results)
+
+
+@torch.no_grad()
+def estimated_seconds(model: Callable, guide: Callable, batches: list, num_samples: int,
+                      memory_budget: int = 512 * 2**20, **kwargs: Any) -> float:
+    """The seconds :func:`log_likelihood` of ``batches`` (a list of argument tuples) with
+    ``num_samples`` samples per point would take, extrapolated from one chunk of the first
+    (drawn under a forked random state, so the caller's draws stay as they were)."""
+    import time
+
+    args = tuple(batches[0]) if isinstance(batches[0], (tuple, list)) else (batches[0],)
+    x = args[0]
+    k = min(int(num_samples), _default_chunk(x.shape[0], x[0].numel(), memory_budget))
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the estimate draws nothing the caller sees
+        start = time.perf_counter()
+        log_importance_weights(model, guide, *args, num_particles=k, **kwargs)
+        if devices:
+            torch.cuda.synchronize(x.device)
+        seconds = time.perf_counter() - start
+    points = sum(len(b[0]) if isinstance(b, (tuple, list)) else len(b) for b in batches)
+    return seconds * (num_samples / k) * (points / x.shape[0])
 
 
 @torch.no_grad()

@@ -96,7 +96,13 @@ def load_vgg19_features(path: str | os.PathLike) -> VGG19Features:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VGG19 weights file {str(path)!r} does not exist; save "
                                 "torchvision.models.vgg19(weights=...).state_dict() there first")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from pyrogen.train.checkpoint import load_tensors
+
+    try:
+        state = load_tensors(path)
+    except ValueError as e:
+        raise ValueError(f"cannot load VGG19 weights {e}; they must be a state dict of tensors "
+                         "saved with torch.save") from e
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
     prefix = "features." if any(k.startswith("features.") for k in state) else ""

@@ -10,8 +10,10 @@ because its constraint objects need ``weights_only=False``.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import warnings
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,18 +36,58 @@ def atomic_write(path: str | os.PathLike, write: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:  # name the file asked for, not the temporary one
+            raise type(e)(e.errno, e.strerror, str(path)) from e
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+#: the suffix of :func:`atomic_write`'s temporary files (a kill can leave one behind)
+TMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed :func:`atomic_write` left in ``folder`` (not
+    below it); returns them. Call it only while holding the folder (a run's lock)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir()
+             if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+#: what every checkpoint holds, whatever wrote it
+REQUIRED_KEYS = ("model_name", "model_config", "model_state", "config")
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: str | os.PathLike,
+                 strict: bool = True) -> Any:
+    """``module.load_state_dict(weights)``, with a :class:`CheckpointError` naming ``path`` and
+    the first mismatch when the weights do not fit the module their configuration built."""
+    try:
+        return module.load_state_dict(weights, strict=strict)
+    except RuntimeError as e:
+        details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        first = details[0] if details else str(e).splitlines()[0]
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its "
+                              f"configuration describes: {first}{more}") from e
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -54,26 +96,50 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
+                    required: tuple[str, ...] = ()) -> dict[str, Any]:
     """
     Load a checkpoint written by :func:`save_checkpoint` with
     ``weights_only=True``.
 
     :raises CheckpointError: if the file is missing, unreadable, holds
-        anything but plain tensors and containers, or is not a pyrogen checkpoint.
+        anything but plain tensors and containers, is not a pyrogen checkpoint, or lacks
+        one of the ``required`` keys (e.g. :data:`REQUIRED_KEYS`, to rebuild a model).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        raise CheckpointError(
-            f"cannot load checkpoint {path} safely (weights_only=True): {e}"
-        ) from e
+        state = load_tensors(path, map_location)
+    except ValueError as e:
+        raise CheckpointError(f"cannot load checkpoint {e}") from e.__cause__
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: it has no {', '.join(missing)}")
     return state
+
+
+def load_tensors(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and containers only, never code; a file
+    that holds anything else raises a one-line ``ValueError`` naming it and why."""
+    try:
+        with warnings.catch_warnings():  # torch warns of the pickle protocol of what it refuses
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        text = str(e)
+        if "WeightsUnpickler error" in text:  # a pickle of objects, not of tensors only
+            detail = [line.strip() for line in text.split("WeightsUnpickler error", 1)[1]
+                      .lstrip(":").splitlines() if line.strip()]
+            why = ("not a file of tensors saved by torch.save: it holds other Python objects, or "
+                   "is not a pickle at all" + (f" ({detail[0]})" if detail else ""))
+        else:
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            why = (f"not a file of tensors saved by torch.save, or cut short ({type(e).__name__}: "
+                   f"{lines[0] if lines else ''})")
+        raise ValueError(f"{path} safely (torch.load with weights_only=True: {why})") from e
 
 
 def get_rng_state() -> dict[str, Any]:

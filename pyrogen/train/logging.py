@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,19 @@ from torch import nn
 import pyrogen
 from pyrogen.data import DataSplits
 from pyrogen.models.base import Facade
-from pyrogen.train.checkpoint import atomic_write
+from pyrogen.train.checkpoint import atomic_write, remove_stale_temporaries
+
+try:  # POSIX; elsewhere run folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+#: the lock file of a run folder being written
+LOCK_NAME = ".lock"
+
+
+class RunFolderBusy(ValueError):
+    """Another process is writing the run folder."""
 from pyrogen.viz import image_grid, save_image_grid
 
 
@@ -45,11 +58,43 @@ class RunLogger:
         self.step_every = step_every
         self.writer = None
         self.last_checkpoint: tuple[Path, int] | None = None
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """Take the run folder for this process (an exclusive ``flock`` on ``run_dir/.lock``,
+        released when the run ends or the process dies), or raise :class:`RunFolderBusy`
+        naming the process that holds it; then delete temporary files a killed run left."""
+        if self.run_dir is None or self._lock is not None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.run_dir / LOCK_NAME, "a+")
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise RunFolderBusy(
+                    f"run folder {self.run_dir} is being written by another process (pid "
+                    f"{holder}); wait for it to finish, or choose another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+        for folder in (self.run_dir, self.run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
 
     def start(self) -> None:
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock()
         config = {
             "pyrogen_version": pyrogen.__version__,
             "train": self.config.to_dict(),
@@ -101,9 +146,27 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        self.unlock()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run folder's ``metrics.jsonl``."""
+    """The per-epoch records of a run folder's ``metrics.jsonl``. A last line cut short (a
+    run killed while writing it; resuming rewrites the file from the checkpoint) is left out;
+    any other line that is not a JSON record raises a ``ValueError`` naming the file and line."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: a write cut short
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON record ({e.msg}, column "
+                             f"{e.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: not a JSON record (got {type(record).__name__})")
+        records.append(record)
+    return records

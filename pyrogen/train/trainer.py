@@ -37,8 +37,10 @@ from pyrogen.train.adversarial import AdversarialStep
 from pyrogen.train.averaging import ExponentialAverage
 from pyrogen.train.checks import check_data_fits_model
 from pyrogen.train.checkpoint import (
+    REQUIRED_KEYS,
     get_rng_state,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
     set_rng_state,
     upgrade_checkpoint,
@@ -313,9 +315,9 @@ class Trainer:
             "rollbacks": copy.deepcopy(self.rollbacks),
         } | ({"average": self.average.state_dict()} if self.average is not None else {})
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], source: str = "the checkpoint") -> None:
         state = upgrade_checkpoint(state, list(self.optimizers))
-        self.model.load_state_dict(state["model_state"])
+        load_weights(self.model, state["model_state"], source)
         closed_form = bool(state.get("closed_form_schedule"))
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizer"][name])
@@ -354,7 +356,9 @@ class Trainer:
             if self.run_dir is None:
                 raise ValueError("resume needs a checkpoint path or a run_dir")
             path = self.run_dir / "checkpoints" / "last.pt"
-        state = load_checkpoint(path, map_location=self.device)
+        if self.rank == 0:
+            self.logger.lock()
+        state = load_checkpoint(path, map_location=self.device, required=REQUIRED_KEYS)
         ours, theirs = self.config.to_dict(), state["config"]
         differ = sorted(k for k in ours
                         if k not in RESUMABLE_CHANGES and k in theirs and ours[k] != theirs[k])
@@ -363,7 +367,7 @@ class Trainer:
                 f"cannot resume from {path}: the run was trained with other options: "
                 + ", ".join(f"{k}={theirs.get(k)!r} (now {ours[k]!r})" for k in differ)
             )
-        self.load_state_dict(state)
+        self.load_state_dict(state, str(path))
         changed = sorted(k for k in RESUMABLE_CHANGES if k in theirs and ours[k] != theirs[k])
         moves_schedule = set(changed) & set(_SCHEDULE_CHANGES) or (
             "epochs" in changed and self.config.lr_schedule == "cosine")
@@ -486,9 +490,9 @@ class Trainer:
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
         folder = self.run_dir / "checkpoints"
-        save_checkpoint(state, folder / "last.pt")
-        if best:
+        if best:  # best first: a kill between the two leaves last.pt an epoch behind, to redo
             save_checkpoint(state, folder / "best.pt")
+        save_checkpoint(state, folder / "last.pt")
         self.logger.saved(folder / "last.pt", self.epoch)
 
     @torch.no_grad()
