@@ -46,7 +46,7 @@ def save_image_grid(
     scale = scale or max(1, 32 // images.shape[-1])
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    from pyrogen.train.checkpoint import atomic_write  # here: pyrogen.train imports this module
+    from pyrogen.files import atomic_write
 
     path = Path(path)
     kind = path.suffix[1:].lower() or "png"

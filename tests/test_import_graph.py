@@ -9,7 +9,7 @@ import pyrogen
 ROOT = Path(pyrogen.__file__).parent
 #: the layers, lowest first: a module imports from its own layer or lower ones only
 LAYERS = [
-    {"pyrogen", "pyrogen.primitives", "pyrogen.viz", "pyrogen.data", "pyrogen.nn"},
+    {"pyrogen", "pyrogen.primitives", "pyrogen.files", "pyrogen.viz", "pyrogen.data", "pyrogen.nn"},
     {"pyrogen.infer"},
     {"pyrogen.models"},
     {"pyrogen.metrics", "pyrogen.diagnostics"},

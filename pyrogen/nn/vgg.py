@@ -96,7 +96,7 @@ def load_vgg19_features(path: str | os.PathLike) -> VGG19Features:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VGG19 weights file {str(path)!r} does not exist; save "
                                 "torchvision.models.vgg19(weights=...).state_dict() there first")
-    from pyrogen.train.checkpoint import load_tensors
+    from pyrogen.files import load_tensors
 
     try:
         state = load_tensors(path)
