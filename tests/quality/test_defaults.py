@@ -16,6 +16,7 @@ import pytest
 
 from pyrogen.families import get, names
 from pyrogen.families.base import quality_failures
+from pyrogen.train import read_metrics
 
 pytestmark = pytest.mark.quality
 
@@ -28,6 +29,11 @@ def _pyrogen(*argv):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _rollbacks(run):
+    """The rollbacks a run's log records: a default run must never diverge."""
+    return [event for record in read_metrics(run) for event in record.get("rolled_back", [])]
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +74,7 @@ def test_bare_command_on_digits_meets_its_bounds(case, classifier, results, tmp_
     start = time.perf_counter()
     _pyrogen("train", name, "--dataset", "digits", *extra, "--device", "cpu", "--no-progress", "--out", run)
     minutes = (time.perf_counter() - start) / 60
+    assert not _rollbacks(run), f"{case} rolled back: {_rollbacks(run)}"
     evaluate = ["evaluate", run, "--device", "cpu", "--iw-samples", "100"]
     if name != "classifier" and bounds is None:
         evaluate += ["--features", classifier, "--num-samples", "1000"]
@@ -113,6 +120,7 @@ def test_bare_command_on_mnist_meets_its_bounds(name, mnist_classifier, results,
     _pyrogen("train", name, "--dataset", "mnist", "--data-dir", MNIST_DIR, *extra, "--device",
              "cpu", "--no-progress", "--out", run)
     minutes = (time.perf_counter() - start) / 60
+    assert not _rollbacks(run), f"{name} on MNIST rolled back: {_rollbacks(run)}"
     scores = _pyrogen("evaluate", run, "--device", "cpu", "--iw-samples", "100", "--features",
                       mnist_classifier, "--num-samples", "1000")
     scores["minutes"] = round(minutes, 2)
