@@ -28,7 +28,7 @@ from pyrogen.families import Family, Request, families, get, load_run
 from pyrogen.families.base import summary_of
 from pyrogen.families.options import RUN_FOLDER_OPTIONS, show
 from pyrogen.families.runs import load_classifier
-from pyrogen.train.checkpoint import atomic_write
+from pyrogen.files import atomic_write, check_writable
 from pyrogen.train.config import TrainConfig, default_device
 
 _RUN_FOLDER = {o.name for o in RUN_FOLDER_OPTIONS}
@@ -80,6 +80,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         if (run_dir / "checkpoints" / "last.pt").exists():
             parser.error(f"--out {run_dir} already holds a run; pass --resume {run_dir} to "
                          "continue it, or choose another --out")
+    check_writable(run_dir, folder=True)
     data = load_data(config)
     pyro.set_rng_seed(config.seed)  # the initial weights too depend on --seed only
     if run.get("resume") is not None:
@@ -153,6 +154,7 @@ def _request(args: argparse.Namespace) -> Request:
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     model, config = load_run(args.run, args.checkpoint, args.device)
+    check_writable(args.run / "evaluation.json")
     family = get(config.model)
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
@@ -188,6 +190,7 @@ def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     from pyrogen.viz import save_image_grid
 
     model, config, split = _loaded_split(args)
+    check_writable(args.out)
     x = next(iter(split.batches(min(args.num, len(split)), seed=config.seed))).x
     rec = model.reconstruct(x)
     nrow = min(len(x), 8)
@@ -201,6 +204,7 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     model, config, split = _loaded_split(args)
+    out = check_writable(args.out if args.out.suffix == ".npz" else args.out.with_name(args.out.name + ".npz"))
     locs, scales, indices, labels = [], [], [], []
     for batch in split.batches(500, seed=config.seed):
         loc, scale = model.encode(batch.x)
@@ -213,7 +217,6 @@ def _encode(args: argparse.Namespace) -> dict[str, Any]:
               "index": torch.cat(indices).numpy()}
     if labels:
         arrays["label"] = torch.cat(labels).numpy()
-    out = args.out if args.out.suffix == ".npz" else args.out.with_name(args.out.name + ".npz")
     atomic_write(out, lambda f: np.savez(f, **arrays))
     return {"out": str(out), "split": args.split, "num_points": len(arrays["loc"]),
             "latent_dim": int(arrays["loc"].shape[1]), "arrays": sorted(arrays)}
@@ -223,6 +226,7 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
     from pyrogen.viz import save_image_grid
 
     model, config = load_run(args.run, args.checkpoint, args.device)
+    check_writable(args.out)
     family = get(config.model)
     torch.manual_seed(args.seed)
     data = None
@@ -241,6 +245,7 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--num-predictive ({args.num_predictive}) must not exceed "
                          f"--num-samples ({args.num_samples})")
     model, config = load_run(args.run, args.checkpoint, args.device)
+    out = check_writable(args.out or args.run / f"diagnostics-{args.split}", folder=True)
     family = get(config.model)
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
@@ -249,7 +254,6 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     # one fixed binarisation draw, as `evaluate` scores
     batch = next(iter(split.batches(min(args.num_points, len(split)), seed=config.seed)))
     history = read_metrics(args.run) if (args.run / "metrics.jsonl").is_file() else None
-    out = args.out or args.run / f"diagnostics-{args.split}"
     pyro.set_rng_seed(args.seed)
     inputs = model.inputs(batch)
     # a conditional model: diagnose q(z|x,y) against p(z|y)

@@ -17,7 +17,33 @@ from typing import Any
 
 import torch
 
-__all__ = ["TMP_SUFFIX", "atomic_write", "load_tensors", "remove_stale_temporaries"]
+__all__ = ["TMP_SUFFIX", "atomic_write", "check_writable", "load_tensors", "remove_stale_temporaries"]
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
+    """
+    Refuse, before any work, a ``path`` that cannot be written: an ``OSError`` naming the path
+    when ``path`` is a folder where a file is wanted (or a file where a ``folder`` is wanted),
+    when a file stands where one of its parent folders would be made, or when the folder that
+    would receive it is not writable. Returns ``path``.
+    """
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(path))
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        target = path if folder else path.parent
+    else:
+        target = path.parent
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if not target.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, so nothing can be written below it",
+                                     str(target))
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot be written (no permission)", str(target))
+    return path
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> Path:

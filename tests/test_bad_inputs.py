@@ -166,6 +166,41 @@ def case_negative_divergence_band(runs, tmp):
     return ["train", "vae", "--divergence-band", "-1", *SMALL], "--divergence-band"
 
 
+def case_evaluate_cannot_write_its_result(runs, tmp):
+    run_dir = _copy(runs, tmp)
+    (run_dir / "evaluation.json").mkdir()
+    return ["evaluate", run_dir, "--iw-samples", "2"], "evaluation.json: is a folder, not a file"
+
+
+def case_diagnose_out_below_a_file(runs, tmp):
+    (tmp / "blocker").write_text("x")
+    return (["diagnose", runs / "vae", "--out", tmp / "blocker" / "diag"],
+            "blocker: is a file, so nothing can be written below it")
+
+
+def case_encode_out_below_a_file(runs, tmp):
+    (tmp / "blocker").write_text("x")
+    return ["encode", runs / "vae", "--out", tmp / "blocker" / "codes"], "blocker: is a file"
+
+
+def case_resume_a_run_folder_that_cannot_be_written(runs, tmp):
+    run_dir = _copy(runs, tmp)
+    if os.geteuid() == 0:  # root writes anywhere: a folder where the run's log is rewritten
+        (run_dir / "metrics.jsonl").unlink()
+        (run_dir / "metrics.jsonl").mkdir()
+        return ["train", "vae", "--resume", run_dir, "--epochs", "2", "--no-progress"], "metrics.jsonl"
+    os.chmod(run_dir, 0o555)
+    return ["train", "vae", "--resume", run_dir, "--epochs", "2", "--no-progress"], "no permission"
+
+
+def case_evaluate_a_read_only_run(runs, tmp):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    run_dir = _copy(runs, tmp)
+    os.chmod(run_dir, 0o555)
+    return ["evaluate", run_dir, "--iw-samples", "2"], "cannot be written (no permission)"
+
+
 CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 

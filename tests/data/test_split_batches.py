@@ -159,3 +159,30 @@ def test_split_validation():
         Split(torch.rand(4, 1, 2, 2), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"binarize must be one of .*got 'sometimes'"):
         Split(torch.rand(4, 1, 2, 2), None, "sometimes")
+
+
+def test_split_values_are_checked_in_words():
+    """Values that would train the wrong objective, or fail deep inside torch, are refused
+    where the split is made, naming what is wrong."""
+    nan = torch.rand(4, 1, 2, 2)
+    nan[2, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"1 NaN or infinite value\(s\) \(first at image 2\)"):
+        Split(nan, None)
+    with pytest.raises(ValueError, match=r"values in \[0, 255\].*divide by 255"):
+        Split(torch.linspace(0, 255, 16).reshape(4, 1, 2, 2), None)
+    with pytest.raises(ValueError, match=r"values in \[-1, 1\]; pixels must be grey levels in \[0, 1\]$"):
+        Split(torch.linspace(-1, 1, 16).reshape(4, 1, 2, 2), None)
+    with pytest.raises(ValueError, match="labelled statically binarised.*grey levels"):
+        Split(torch.full((4, 1, 2, 2), 0.5), None, "static")
+    with pytest.raises(ValueError, match="labels must be class indices >= 0, got -1"):
+        Split(torch.rand(4, 1, 2, 2), torch.tensor([0, 1, -1, 2]))
+    Split(torch.bernoulli(torch.rand(4, 1, 2, 2)), None, "static")  # 0/1 is fine
+
+
+def test_labels_beyond_the_classes_are_refused_in_words():
+    from pyrogen.data import DataSplits
+
+    split = Split(torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 12, 2]))
+    good = Split(torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match=r"the train split has label 12, but the data set has 10 classes \(labels 0 to 9\)"):
+        DataSplits("mine", split, good, good, "none", (1, 2, 2), 10)
