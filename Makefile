@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test docs gallery bench clean-venv
+.PHONY: demo test wheel-check docs gallery bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
+
+wheel-check:
+	.ci/wheel_check
 
 gallery: $(VENV)/.installed
 	$(PY) docs/gallery.py --work runs/gallery --out docs/_static/gallery

@@ -1,6 +1,6 @@
 """
 A pyrogen VAE trained inside PyTorch Lightning, for users who already run their training
-there (the optional extra ``pip install pyrogen[lightning]``; pyrogen itself never imports
+there (the optional extra ``pip install "pyrogen-vi[lightning]"``; pyrogen itself never imports
 Lightning).
 
 The model and guide are ``PyroModule``s, so the ``LightningModule`` holds the facade as a

@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs."
     )
+    from pyrogen import __version__
+
+    parser.add_argument("--version", action="version",
+                        version=f"pyrogen {__version__} (distribution pyrogen-vi)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(sub)
     _add_evaluate_parser(sub)

@@ -166,3 +166,18 @@ def test_diagnose_bad_flags(capsys, tmp_path):
     assert "expected an integer >= 2" in capsys.readouterr().err
     code, _, err = run(capsys, "diagnose", tmp_path / "missing", "--device", "cpu")
     assert code == 1 and "does not exist" in err
+
+
+def test_version_is_one_number_in_one_place(capsys):
+    """``pyrogen --version`` prints ``pyrogen.__version__``, which the installed distribution
+    ``pyrogen-vi`` (the name ``pyrogen`` on the package index is another project) carries."""
+    import importlib.metadata
+
+    import pyrogen
+    from pyrogen.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.split()[:2] == ["pyrogen", pyrogen.__version__]
+    assert importlib.metadata.version("pyrogen-vi") == pyrogen.__version__
