@@ -46,6 +46,9 @@ class AdversarialFamily(Family):
     binarize_text = "none; static for binarized-mnist"
 
     def binarize_for(self, model_options: dict[str, Any]) -> str:
+        """Grey levels (``"none"``) whatever the options: the adversarial players read the
+        data as they are, and no Bernoulli likelihood scores them (``binarized-mnist`` still
+        gets its static draw, :meth:`default_binarize`)."""
         return "none"
 
     def step(self, config: TrainConfig | None = None, data: Any = None) -> AdversarialStep:

@@ -100,6 +100,8 @@ class Family:
         return self.step().groups
 
     def model_options(self) -> tuple[Option, ...]:
+        """The family's options that are keyword arguments of its facade (not, e.g., a
+        DFC-VAE's feature-network path, which the family resolves itself)."""
         return tuple(o for o in self.options if o.facade)
 
     def model_defaults(self, dataset: str | None = None) -> dict[str, Any]:

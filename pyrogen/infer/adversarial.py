@@ -119,6 +119,15 @@ class AdversarialLoss(ELBO):
         self.terms = {k: torch_item(v.detach()) for k, v in terms.items()}
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """This player's loss on the minibatch ``args[0]``, as a scalar tensor: a mean over the
+        minibatch, differentiable in this player's parameters (the other player's are hidden
+        from Pyro), which :meth:`loss` evaluates and :meth:`loss_and_grads` differentiates. A
+        subclass defines it and records its terms in ``terms``.
+
+        :param model: the Pyro model (the generator side); ``args``, ``kwargs`` are its arguments.
+        :param guide: the Pyro guide (the encoder, or an empty guide).
+        :returns: the loss, in nats per data point.
+        """
         raise NotImplementedError
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
@@ -156,6 +165,8 @@ class AdversarialLoss(ELBO):
         return self.regularised
 
     def clear_snapshot(self) -> None:
+        """Drop the cached snapshot: :meth:`snapshot_state` returns ``None`` again, and a step of
+        a regularised loss raises a ``ValueError`` until the next :meth:`snapshot`."""
         self._snapshot = None
 
     def snapshot_state(self) -> dict[str, Any] | None:
@@ -185,7 +196,7 @@ class AdversarialLoss(ELBO):
 
 class Trace_GAN(AdversarialLoss):
     r"""
-    The GAN's two player losses (framework.md, GAN; [1] section 3), with the generator as a
+    The GAN's two player losses ([1] section 3; :doc:`/gan`), with the generator as a
     Pyro model whose ``x`` site is :math:`\delta(x - G(z))`, drawn under
     ``poutine.uncondition``, and :math:`D(x) = p(y = 1 \mid x)`, the probability that
     :math:`x` is real.
@@ -246,9 +257,16 @@ class Trace_GAN(AdversarialLoss):
 
     @property
     def regularised(self) -> bool:
+        r"""Whether this is the generator's ``"regularised"`` loss, the one with the
+        :math:`\lambda \, \overline{(G(z) - G_{old}(z))^2}` term, so that its steps start
+        with a :meth:`snapshot`."""
         return self.player == "generator" and self.generator_loss == "regularised"
 
     def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        r"""Cache :math:`G_{old}`, the generator before the current update: a copy of its
+        weights and, with ``reg_draws="cached"``, a batch of ``args[0]``'s size of draws
+        :math:`z \sim q(z)` with :math:`G_{old}(z)`, which the following steps reuse. A
+        no-op unless :attr:`regularised`."""
         if not self.regularised:
             return
         state = {f"generator.{k}": v.detach().clone() for k, v in model.generator.state_dict().items()}
@@ -259,6 +277,24 @@ class Trace_GAN(AdversarialLoss):
         self._snapshot = {"z": _value(trace, "z"), "x": _value(trace, "x"), **state}
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        r"""
+        This player's loss (see the class docstring) on the minibatch :math:`x_{1:B}` =
+        ``args[0]``, each expectation a mean over :math:`B` points or draws, from the logits
+        :math:`\ell`: the discriminator's, with :math:`B` draws :math:`G(z_b)` of the hidden
+        generator, is
+
+        .. math::
+            \frac{1}{B} \sum_{b=1}^B \big[ \mathrm{softplus}(-\ell(x_b))
+                + \mathrm{softplus}(\ell(G(z_b))) \big];
+
+        the generator's is its ``generator_loss`` on :math:`B` draws :math:`z_b` (for
+        ``"regularised"``, the snapshot's or fresh ones, by ``reg_draws``).
+
+        :param model: the :class:`~pyrogen.models.generator.GeneratorModel`.
+        :param guide: unused (the GAN's guide is empty).
+        :returns: the loss as a scalar tensor; its terms are kept in ``terms``.
+        :raises ValueError: for ``"regularised"`` without a :meth:`snapshot` of this batch size.
+        """
         x_real = args[0]
         if self.player == "discriminator":
             x_fake = _value(_hidden_trace(poutine.uncondition(model), *args, **kwargs), "x")
@@ -333,14 +369,38 @@ class Trace_AAE(AdversarialLoss):
 
     @property
     def regularised(self) -> bool:
+        r"""Whether this is the autoencoder's loss with :math:`\gamma > 0`, the
+        :math:`\gamma \, \| \mu(x) - \mu_{old}(x) \|^2` term, so that its steps start
+        with a :meth:`snapshot`."""
         return self.player == "autoencoder" and self.reg_weight > 0
 
     def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        r"""Cache the minibatch ``args[0]`` and the encoder's means :math:`\mu_{old}(x)` on it
+        before the current update; the following steps must run on the same batch. A no-op
+        unless :attr:`regularised`."""
         if self.regularised:
             trace = _hidden_trace(guide, *args, **kwargs)
             self._snapshot = {"x": args[0].detach(), "code": _mean_of(trace, "z")}
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        r"""
+        This player's loss (see the class docstring) on the minibatch :math:`x_{1:B}` =
+        ``args[0]``, each expectation a mean over the :math:`B` points, from the logits
+        :math:`\ell`: the discriminator's, with codes :math:`E(x_b)` of the hidden guide and
+        :math:`B` prior draws :math:`z_b \sim q(z)` of the hidden model, is
+
+        .. math::
+            \frac{1}{B} \sum_{b=1}^B \big[ \mathrm{softplus}(\ell(E(x_b)))
+                + \mathrm{softplus}(-\ell(z_b)) \big];
+
+        the autoencoder's is :math:`\mathcal{L}_{E,G}`, with :math:`G(E(x_b))` the mean of the
+        model's ``x`` site replayed on the guide's draw.
+
+        :param model: the :class:`~pyrogen.models.generator.GeneratorModel` (prior and decoder).
+        :param guide: the :class:`~pyrogen.models.generator.EncoderGuide`.
+        :returns: the loss as a scalar tensor; its terms are kept in ``terms``.
+        :raises ValueError: with :math:`\gamma > 0`, without a :meth:`snapshot` of this batch.
+        """
         x = args[0]
         if self.player == "discriminator":
             z_code = _value(_hidden_trace(guide, *args, **kwargs), "z")

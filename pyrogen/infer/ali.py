@@ -113,9 +113,17 @@ class Trace_ALI(AdversarialLoss):
 
     @property
     def regularised(self) -> bool:
+        """Whether this is the encoder/generator's ``"complete"`` loss, whose dropped terms
+        compare with the old encoder and generator, so that its steps start with a
+        :meth:`snapshot`."""
         return self.player == "encoder-generator" and self.kind == "complete"
 
     def snapshot(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
+        r"""Cache the old players of the ``"complete"`` loss: a batch of ``args[0]``'s size of
+        prior draws :math:`z`, the old generator's :math:`q_{old}(x \mid z)` on them (its
+        means and scales), and a frozen copy of the encoder for :math:`p_{old}(z \mid x)`. A
+        no-op unless :attr:`regularised`; a ``ValueError`` unless encoder and generator are
+        both Gaussian."""
         if not self.regularised:
             return
         if getattr(guide, "noise", None) != "gaussian" or getattr(model, "noise", None) != "gaussian":
@@ -132,12 +140,17 @@ class Trace_ALI(AdversarialLoss):
         self._old_encoder.load_state_dict(encoder.state_dict())
 
     def snapshot_state(self) -> dict[str, Any] | None:
+        """The cached snapshot as plain tensors (for checkpoints), with the old encoder's
+        weights under ``"encoder"``, or ``None`` when there is no snapshot."""
         state = super().snapshot_state()
         if state is not None and self._old_encoder is not None:
             state["encoder"] = {k: v.clone() for k, v in self._old_encoder.state_dict().items()}
         return state
 
     def load_snapshot_state(self, state: dict[str, Any] | None, guide: Any = None) -> None:
+        """Restore a snapshot saved by :meth:`snapshot_state`. Its ``"encoder"`` weights go
+        into the frozen copy of the old encoder, made from ``guide.encoder`` (the live guide)
+        where there is none yet; without ``guide`` they are dropped."""
         state = None if state is None else dict(state)
         old = None if state is None else state.pop("encoder", None)
         super().load_snapshot_state(state)
@@ -146,6 +159,24 @@ class Trace_ALI(AdversarialLoss):
             self._old_encoder.load_state_dict(old)
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        r"""
+        This player's loss (see the class docstring) on the minibatch :math:`x_{1:B}` =
+        ``args[0]``, each expectation a mean over :math:`B` pairs, from the logits
+        :math:`\ell`: encoder-side pairs :math:`(x_b, z_b)`, :math:`z_b \sim p(z \mid x_b)`,
+        and :math:`B` generator-side pairs :math:`(x'_b, z'_b) \sim q(x \mid z)\, q(z)`. The
+        discriminator's, with both sides hidden, is
+
+        .. math::
+            \frac{1}{B} \sum_{b=1}^B \big[ \mathrm{softplus}(-\ell(x_b, z_b))
+                + \mathrm{softplus}(\ell(x'_b, z'_b)) \big];
+
+        the encoder/generator's is its ``loss`` (``"complete"``: on the snapshot's :math:`z'`).
+
+        :param model: the :class:`~pyrogen.models.generator.GeneratorModel`.
+        :param guide: the :class:`~pyrogen.models.generator.EncoderGuide`.
+        :returns: the loss as a scalar tensor; its terms are kept in ``terms``.
+        :raises ValueError: for ``"complete"`` without a :meth:`snapshot` of this batch size.
+        """
         x = args[0]
         if self.player == "discriminator":
             z_enc = _value(_hidden_trace(guide, *args, **kwargs), "z")

@@ -1,7 +1,7 @@
 r"""
 Monte Carlo EM for deep latent-variable models, whose posterior has no closed form.
 
-EM's E-step needs the posterior :math:`p_\theta(z \mid x)` (framework.md, EM); for a
+EM's E-step needs the posterior :math:`p_\theta(z \mid x)` ([3] section 2; :doc:`/em`); for a
 decoder network it is intractable, so Monte Carlo EM draws from it approximately and takes
 the M-step on those draws (Wei and Tanner 1990):
 
@@ -36,6 +36,9 @@ Poor Man's Data Augmentation Algorithms", JASA 85(411), 1990.
 
 [2] G. O. Roberts, R. L. Tweedie, "Exponential convergence of Langevin distributions and
 their discrete approximations", Bernoulli 2(4), 1996.
+
+[3] J. Su, "Variational Inference: A Unified Framework of Generative Models and Some
+Revelations", arXiv:1807.05936, 2018, section 2, "EM algorithm".
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class SIRPosterior(NamedPyroModule):
 
     @property
     def model(self) -> Any:
+        """The model whose posterior this guide draws from (kept out of the module tree, so the
+        guide owns none of its parameters)."""
         return self._model[0]
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -147,6 +152,17 @@ class SIRPosterior(NamedPyroModule):
         return log_p.detach(), grad
 
     def forward(self, x: torch.Tensor, *, num_data: int | None = None, beta: float = 1.0) -> torch.Tensor:
+        r"""
+        The guide: one sample site ``"z"`` in the ``"data"`` plate,
+        :math:`z_n \sim \delta(z - \tilde z_n)` (a ``Delta`` with ``event_dim=1``), where
+        :math:`\tilde z_n \approx p_{\theta'}(z \mid x_n)` is drawn by :meth:`resample` and
+        moved by :meth:`mala` under the model's current parameters, and detached.
+
+        :param x: a minibatch ``(batch, *data_shape)``.
+        :param int num_data: the size of the data set (scales the plate).
+        :param float beta: the model's KL weight, accepted for its signature; must be 1.
+        :returns: the draws :math:`\tilde z`, ``(batch, latent_dim)``.
+        """
         batch = check_data(x, self.model.data_shape)
         if beta != 1.0:
             raise ValueError("Monte Carlo EM has no KL term to weight: beta must be 1")
@@ -207,6 +223,16 @@ class Trace_MCEM(ELBO):
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
                             ) -> torch.Tensor:
+        r"""
+        The surrogate :math:`-\mathcal{L} + (m - \mathrm{sg}(m))` of the class docstring on the
+        minibatch ``args[0]``, as a scalar tensor: its value is the one-draw estimate of the
+        negative ELBO :math:`-\mathcal{L}(\theta, \phi)` (scaled to the data set by the
+        ``"data"`` plate), its gradient the M-step's in :math:`\theta` and the ELBO's in
+        :math:`\phi`. Each call runs one E-step (:class:`SIRPosterior` with this loss's
+        options) and keeps its MALA acceptance rate in ``acceptance_rate``.
+
+        :raises ValueError: for a ``beta`` other than 1.
+        """
         if kwargs.get("beta", 1.0) != 1.0:
             raise ValueError("Monte Carlo EM has no KL term to weight: beta must be 1")
         log_w, scale, guide_trace = _weights_and_guide_trace(model, guide, args, kwargs, 1)
@@ -221,11 +247,19 @@ class Trace_MCEM(ELBO):
         return neg_elbo + (m - m.detach())
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        r"""The negative ELBO :math:`-\mathcal{L}(\theta, \phi)` of the minibatch, estimated
+        from one draw of the guide, as a float: the value of :meth:`differentiable_loss`
+        (on a fresh draw), computed without gradients and without an E-step."""
         with torch.no_grad():
             log_w, scale, _ = _weights_and_guide_trace(model, guide, args, kwargs, 1)
             return torch_item(-scale * log_w.sum())
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        r"""Backpropagate :meth:`differentiable_loss`, adding to the ``.grad`` of the model's
+        parameters the M-step's gradient
+        :math:`-\sum_n \nabla_\theta \log p_\theta(x_n, \tilde z_n)` and to the guide's the
+        ELBO's :math:`-\nabla_\phi \mathcal{L}`; returns its value, the negative ELBO, as a
+        float."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return torch_item(loss)

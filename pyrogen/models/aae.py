@@ -72,9 +72,16 @@ class AAE(EncoderFacade):
         self.discriminator = Discriminator(CodeDiscriminator(latent_dim, hidden))
 
     def players(self) -> dict[str, list[nn.Module]]:
+        """The two players with the modules whose parameters each one's steps update, in the
+        order of an iteration's steps: ``"discriminator"`` (:math:`D`) and ``"autoencoder"``
+        (the model's decoder :math:`G` and the guide's encoder together)."""
         return {"discriminator": [self.discriminator], "autoencoder": [self.model, self.guide]}
 
     def losses(self) -> dict[str, AdversarialLoss]:
+        r"""A new :class:`~pyrogen.infer.adversarial.Trace_AAE` for each player of
+        :meth:`players` (same keys), on this AAE's discriminator, with its ``recon_weight``
+        :math:`\lambda` and ``reg_weight`` :math:`\gamma`. Keep the dict: a regularised loss
+        holds its snapshot."""
         options = dict(recon_weight=self.config["recon_weight"], reg_weight=self.config["reg_weight"])
         return {"discriminator": Trace_AAE(self.discriminator, "discriminator", **options),
                 "autoencoder": Trace_AAE(self.discriminator, "autoencoder", **options)}

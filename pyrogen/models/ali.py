@@ -84,9 +84,16 @@ class ALI(EncoderFacade):
             JointDiscriminator(data_shape, latent_dim, arch, hidden, channels, batch_norm))
 
     def players(self) -> dict[str, list[nn.Module]]:
+        """The two players with the modules whose parameters each one's steps update, in the
+        order of an iteration's steps: ``"discriminator"`` (:math:`D(x, z)`) and
+        ``"encoder-generator"`` (the model's generator and the guide's encoder together)."""
         return {"discriminator": [self.discriminator], "encoder-generator": [self.model, self.guide]}
 
     def losses(self) -> dict[str, AdversarialLoss]:
+        r"""A new :class:`~pyrogen.infer.ali.Trace_ALI` for each player of :meth:`players`
+        (same keys), on this ALI's discriminator, with its ``loss`` and (for ``"paper-sleep"``)
+        ``sleep_weight`` :math:`\lambda`. Keep the dict: the ``"complete"`` loss holds its
+        snapshot."""
         kind, weight = self.config["loss"], self.config.get("sleep_weight")
         return {"discriminator": Trace_ALI(self.discriminator, "discriminator", loss=kind),
                 "encoder-generator": Trace_ALI(self.discriminator, "encoder-generator", loss=kind,

@@ -146,6 +146,8 @@ class Classifier(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The logits :math:`f_\theta(x)`, ``(..., num_classes)``, of images ``x``
+        ``(..., C, H, W)``: the linear head on the ``"penultimate"`` features."""
         return self.head(self.features(x, ["penultimate"])["penultimate"])
 
     @torch.no_grad()
@@ -198,6 +200,7 @@ class ClassifierGuide(NamedPyroModule):
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None, *, num_data: int | None = None
     ) -> None:
+        """No sample site: takes the model's arguments, ignores them and returns ``None``."""
         return None
 
 

@@ -89,6 +89,9 @@ class ConditionFeatures(nn.Module):
         return check_data(y, self.data_shape, "y")
 
     def forward(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The features of a batch of conditions ``y``, ``(batch, dim)`` in ``dtype``: the
+        one-hot codes of class labels, or the flattened conditioning images (hidden pixels
+        already at ``-1``). ``y`` is not checked here: see :meth:`check`."""
         if self.num_classes is not None:
             return F.one_hot(y.long(), self.num_classes).to(dtype)
         return y.reshape(y.shape[0], -1).to(dtype)
@@ -120,6 +123,17 @@ class BaselineModel(NamedPyroModule):
         return self.net(c).reshape(c.shape[0], *self.data_shape)
 
     def forward(self, x: torch.Tensor | None, y: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
+        r"""
+        The baseline as a Pyro model with no latent site: one sample site ``"x"`` in the
+        ``"data"`` plate, :math:`x_n \sim p(x \mid \hat x_n = f(y_n))` (the CVAE's likelihood,
+        masked to the hidden pixels for quadrants), observed at ``x``.
+
+        :param x: the data ``(batch, *data_shape)``, or ``None`` to draw.
+        :param y: the condition (labels ``(batch,)`` or conditioning images).
+        :param int num_data: the data set size (scales the plate).
+        :returns: the network's output (the likelihood's parameters, e.g. logits, whose mean
+            is :math:`\hat x`).
+        """
         batch = self.features.check(y)
         if x is not None and check_data(x, self.data_shape) != batch:
             raise ValueError(f"x has {x.shape[0]} points but y has {batch}")
@@ -133,6 +147,9 @@ class EmptyGuide(NamedPyroModule):
     """A guide with no sample sites, for models with no latent variable."""
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
+        """No sample site: takes the model's arguments, ignores them and returns ``None``; with
+        a model without latent sites, ``Trace_ELBO`` is then the model's negative
+        log-likelihood."""
         return None
 
 
@@ -228,6 +245,18 @@ class CVAEGuide(NamedPyroModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
                 num_data: int | None = None, beta: float = 1.0) -> torch.Tensor:
+        r"""
+        The guide: one sample site ``"z"`` in the ``"data"`` plate,
+        :math:`z_n \sim q_\phi(z \mid x_n, y_n) = \mathcal{N}(\mu_\phi(x_n, y_n),
+        \mathrm{diag}\, \sigma^2_\phi(x_n, y_n))` (:math:`q_\phi(z \mid x_n)` for the
+        class-mean prior), reparameterised, its log-density scaled by ``beta`` as in the model.
+
+        :param x: the data ``(batch, *data_shape)``.
+        :param y: the condition (labels ``(batch,)`` or conditioning images); required.
+        :param int num_data: the data set size (scales the plate).
+        :param float beta: the weight of the KL term (> 0), the model's.
+        :returns: the latent draws ``z``, ``(batch, latent_dim)``.
+        """
         if y is None:
             raise ValueError("a conditional VAE needs the condition y (labels or visible quadrants)")
         batch = check_data(x, self.data_shape)
@@ -329,6 +358,8 @@ class CVAE(ShapedFacade):
 
     @property
     def condition(self) -> str:
+        """Which conditional VAE this is, one of :data:`CONDITIONS` (the constructor's
+        ``condition``)."""
         return self.config["condition"]
 
     @property
@@ -362,6 +393,8 @@ class CVAE(ShapedFacade):
 
     @property
     def needs_binary_data(self) -> bool:
+        """Whether the generation network's likelihood is Bernoulli (its support boolean:
+        ``likelihood="bernoulli"``), so grey-level data would be scored wrongly."""
         return self.model.likelihood.support is constraints.boolean
 
     def scored_dimensions(self, num_dims: int) -> int:

@@ -122,6 +122,7 @@ class FrozenFeatures(nn.Module):
         self.train(False)
 
     def train(self, mode: bool = True) -> FrozenFeatures:
+        """Stay in evaluation mode whatever ``mode`` says; returns ``self``."""
         # a fixed network keeps its batch-norm statistics and drops no units
         return super().train(False)
 
@@ -130,6 +131,9 @@ class FrozenFeatures(nn.Module):
         return [f"x_feat_{name}" for name in (self.layers or range(count))]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        r"""The list :math:`[\Phi_l(x)]_l` for images ``x`` ``(..., C, H, W)``, one tensor
+        ``(..., C^l, H^l, W^l)`` per layer, in the order of ``layers`` (or of the network's
+        output, with ``layers=None``)."""
         batch_shape = x.shape[:-3]
         flat = x.reshape(-1, *x.shape[-3:])
         if self.layers is None:

@@ -44,9 +44,16 @@ class AdversarialFacade(ShapedFacade):
     data_free_players: tuple[str, ...] = ()
 
     def players(self) -> dict[str, list[nn.Module]]:
+        """The players, ``{name: [modules]}``, each with the modules whose parameters its
+        steps update (the trainer builds one optimiser per player from them), discriminator
+        first: the order of the steps in an iteration. A subclass defines it; its keys are
+        those of :meth:`losses`, in the same order."""
         raise NotImplementedError
 
     def losses(self) -> dict[str, AdversarialLoss]:
+        """A new player loss (an :class:`~pyrogen.infer.adversarial.AdversarialLoss`) for each
+        player of :meth:`players`, with the same keys, for ``SVI`` or the trainer to step on.
+        A subclass defines it. Keep the dict: a regularised loss holds its snapshot."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -140,9 +147,16 @@ class GAN(AdversarialFacade):
             DataDiscriminator(data_shape, arch, hidden, channels, batch_norm))
 
     def players(self) -> dict[str, list[nn.Module]]:
+        """The two players with the modules whose parameters each one's steps update, in the
+        order of an iteration's steps: ``"discriminator"`` (:math:`D`) and ``"generator"``
+        (the model's :math:`G`)."""
         return {"discriminator": [self.discriminator], "generator": [self.model]}
 
     def losses(self) -> dict[str, AdversarialLoss]:
+        r"""A new :class:`~pyrogen.infer.adversarial.Trace_GAN` for each player of
+        :meth:`players` (same keys), on this GAN's discriminator, with its
+        ``generator_loss``, ``reg_weight`` :math:`\lambda` and ``reg_draws``. Keep the dict:
+        the regularised generator loss holds its snapshot (:math:`G_{old}` and its draws)."""
         options = {k: self.config[k] for k in ("generator_loss", "reg_weight", "reg_draws")}
         return {"discriminator": Trace_GAN(self.discriminator, "discriminator", **options),
                 "generator": Trace_GAN(self.discriminator, "generator", **options)}

@@ -167,6 +167,16 @@ class EncoderGuide(NamedPyroModule):
         return dist.Normal(loc, scale).to_event(1)
 
     def forward(self, x: torch.Tensor, *, num_data: int | None = None, **kwargs) -> torch.Tensor:
+        r"""
+        The guide: one sample site ``"z"`` in the ``"data"`` plate,
+        :math:`z_n \sim p(z \mid x_n)` (:meth:`conditional`), :math:`\delta(z - \mu_\phi(x_n))`
+        or :math:`\mathcal{N}(\mu_\phi(x_n), \mathrm{diag}\, \sigma^2_\phi(x_n))`.
+
+        :param x: a minibatch ``(batch, *data_shape)``.
+        :param int num_data: the size of the data set (scales the plate); other keyword
+            arguments are ignored.
+        :returns: the codes ``z``, ``(batch, latent_dim)``.
+        """
         batch_size = check_data(x, self.data_shape)
         with data_plate(batch_size, num_data, x.device):
             return pyro.sample("z", self.conditional(x))
@@ -186,6 +196,9 @@ class Discriminator(NamedPyroModule):
         self.discriminator = net
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        r"""The logit :math:`\ell` of :math:`D = \sigma(\ell)` for ``inputs`` as the wrapped
+        network takes them (``x``, ``z`` or ``x, z``), shape ``(...)``; called inside a loss,
+        it registers the network's parameters with Pyro."""
         return self.discriminator(*inputs)
 
 

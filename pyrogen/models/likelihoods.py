@@ -81,6 +81,9 @@ class BernoulliLikelihood(Likelihood):
     support = constraints.boolean
 
     def forward(self, out: torch.Tensor, mask: torch.Tensor | None = None) -> dist.TorchDistribution:
+        r""":math:`\prod_d \mathrm{Bernoulli}(x_d; \sigma(f_d(z)))` for logits ``out``
+        ``(..., *data_shape)``, with the data shape as event shape; with ``mask``, only the
+        pixels where it is True are scored."""
         base = dist.Bernoulli(logits=out)
         d = _IndependentBernoulli(base, self.event_dim)
         if mask is not None:
@@ -112,6 +115,9 @@ class ContinuousBernoulliLikelihood(Likelihood):
     support = constraints.unit_interval
 
     def forward(self, out: torch.Tensor, mask: torch.Tensor | None = None) -> dist.TorchDistribution:
+        r"""The continuous Bernoulli :math:`\prod_d p(x_d \mid \lambda_d)` with
+        :math:`\lambda = \sigma(\text{out})` for logits ``out`` ``(..., *data_shape)``, with the
+        data shape as event shape; with ``mask``, only the elements where it is True are scored."""
         base = dist.ContinuousBernoulli(logits=out, validate_args=False)
         return _masked(base, mask).to_event(self.event_dim)
 
@@ -144,6 +150,9 @@ class GaussianLikelihood(Likelihood):
         )
 
     def forward(self, out: torch.Tensor, mask: torch.Tensor | None = None) -> dist.TorchDistribution:
+        r""":math:`\mathcal{N}(x; f(z), \sigma^2 I)` with mean ``out`` ``(..., *data_shape)`` and
+        the learned :math:`\sigma`, with the data shape as event shape; with ``mask``, only the
+        elements where it is True are scored."""
         scale = self.scale.to(out.dtype).expand(out.shape)
         base = dist.Normal(out, scale, validate_args=False)
         return _masked(base, mask).to_event(self.event_dim)

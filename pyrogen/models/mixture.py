@@ -214,6 +214,10 @@ class GaussianMixtureModel(MixtureModel):
             self.log_scale = nn.Parameter(torch.zeros(k, dim))
 
     def params(self) -> dict[str, torch.Tensor]:
+        r"""The constrained parameters, differentiable: ``log_weights`` :math:`\log \pi`
+        ``(K,)``, ``loc`` :math:`\mu` ``(K, D)``, and ``scale_tril`` :math:`L` ``(K, D, D)``
+        (``"full"``: ``scale_tril_raw`` below its diagonal, its diagonal exponentiated) or
+        ``scale`` ``(K, D)`` (``"diag"``: the exponentiated log-scales)."""
         params = {"log_weights": F.log_softmax(self.weight_logits, -1), "loc": self.loc}
         if self.covariance == "full":
             params["scale_tril"] = _LOWER_CHOLESKY(self.scale_tril_raw)
@@ -222,6 +226,9 @@ class GaussianMixtureModel(MixtureModel):
         return params
 
     def component(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> dist.TorchDistribution:
+        r""":math:`p_\theta(x \mid z) = \mathcal{N}(\mu_z, L_z L_z^\top)` for a tensor of
+        component indices ``z``: a ``MultivariateNormal`` for ``"full"``, ``D`` independent
+        normals (one ``Normal`` event of size ``D``) for ``"diag"``."""
         if self.covariance == "full":
             return dist.MultivariateNormal(params["loc"][z], scale_tril=params["scale_tril"][z])
         return dist.Normal(params["loc"][z], params["scale"][z]).to_event(1)
@@ -234,12 +241,22 @@ class GaussianMixtureModel(MixtureModel):
         return params["scale"] ** 2
 
     def log_joint(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        r""":math:`\log p_\theta(x_n, z_n = k) = \log \pi_k + \log \mathcal{N}(x_n; \mu_k,
+        L_k L_k^\top)`, ``(batch, K)``, under ``params`` (default: current), one component
+        at a time (memory ``(batch, D)``, not ``(batch, K, D)``)."""
         params = self.params() if params is None else params
         # one component at a time: memory (batch, D), not (batch, K, D)
         log_px = [self.component(params, k).log_prob(x) for k in range(self.num_components)]
         return torch.stack(log_px, -1) + params["log_weights"]
 
     def m_step(self, x: torch.Tensor, resp: torch.Tensor) -> None:
+        r"""Set the parameters to the closed-form M-step for responsibilities ``resp``
+        :math:`r_{nk}` ``(N, K)``: :math:`N_k = \sum_n r_{nk} + 10\epsilon_{\text{mach}}` (so an
+        empty component does not divide 0 by 0), :math:`\pi_k = N_k / \sum_j N_j`,
+        :math:`\mu_k = \frac{1}{N_k} \sum_n r_{nk} x_n`, ``"full"``: :math:`\Sigma_k =
+        \frac{1}{N_k} \sum_n r_{nk} (x_n - \mu_k)(x_n - \mu_k)^\top + \lambda I`, ``"diag"``:
+        :math:`\sigma^2_{kd} = \frac{1}{N_k} \sum_n r_{nk} x_{nd}^2 - \mu_{kd}^2 + \lambda`,
+        with :math:`\lambda` = ``reg_covar`` (a ``ValueError`` if a covariance is not positive)."""
         x = self.check_data(x)
         with torch.no_grad():
             resp, nk = self._counts(x, resp)
@@ -333,12 +350,18 @@ class BernoulliMixtureModel(MixtureModel):
         self.logits = nn.Parameter(torch.empty(self.num_components, *data_shape).uniform_(-1, 1))
 
     def params(self) -> dict[str, torch.Tensor]:
+        r"""The parameters, differentiable: ``log_weights`` :math:`\log \pi` ``(K,)`` and
+        ``logits`` ``(K, *data_shape)``, with :math:`\rho = \mathrm{sigmoid}(\text{logits})`."""
         return {"log_weights": F.log_softmax(self.weight_logits, -1), "logits": self.logits}
 
     def component(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> dist.TorchDistribution:
+        r""":math:`p_\theta(x \mid z) = \prod_d \mathrm{Bernoulli}(x_d; \rho_{zd})` for a tensor
+        of component indices ``z``, one event of shape ``data_shape``."""
         return dist.Bernoulli(logits=params["logits"][z]).to_event(len(self.data_shape))
 
     def check_data(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Check the shape and device of a batch ``x`` and that its entries are 0 or 1 (a
+        ``ValueError`` for grey levels); return it in the parameters' dtype."""
         x = super().check_data(x, name)
         if not bool(((x == 0) | (x == 1)).all()):
             raise ValueError(f"{name} must be binary (0 or 1) for a Bernoulli mixture; binarise "
@@ -346,12 +369,20 @@ class BernoulliMixtureModel(MixtureModel):
         return x
 
     def log_joint(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        r""":math:`\log p_\theta(x_n, z_n = k) = \log \pi_k + \sum_d \big[x_{nd} \ell_{kd} -
+        \mathrm{softplus}(\ell_{kd})\big]`, ``(batch, K)``, with :math:`\ell` the logits, under
+        ``params`` (default: current): one matrix product, no ``(batch, K, D)`` tensor."""
         params = self.params() if params is None else params
         logits = params["logits"].flatten(1)
         # log Bernoulli(x; l) = x l - softplus(l): one matmul, no (batch, K, D) tensor
         return x.flatten(1) @ logits.T - F.softplus(logits).sum(-1) + params["log_weights"]
 
     def m_step(self, x: torch.Tensor, resp: torch.Tensor) -> None:
+        r"""Set the parameters to the closed-form M-step for responsibilities ``resp``
+        :math:`r_{nk}` ``(N, K)``: :math:`N_k = \sum_n r_{nk} + 10\epsilon_{\text{mach}}` (so an
+        empty component does not divide 0 by 0), :math:`\pi_k = N_k / \sum_j N_j` and
+        :math:`\rho_{kd} = \min(\max(\frac{1}{N_k} \sum_n r_{nk} x_{nd}, \epsilon), 1 - \epsilon)`,
+        the clamp with :math:`\epsilon` = ``eps``."""
         x = self.check_data(x)
         with torch.no_grad():
             resp, nk = self._counts(x, resp)

@@ -76,6 +76,8 @@ class MixturePosterior(NamedPyroModule):
 
     @property
     def model(self) -> EMModel:
+        """The mixture whose posterior this is (kept out of the module tree, so the guide owns
+        none of its parameters)."""
         return self._model
 
     @property
@@ -93,6 +95,16 @@ class MixturePosterior(NamedPyroModule):
         self._fixed = None
 
     def forward(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
+        r"""
+        The guide: one sample site ``"z"`` in the ``"data"`` plate,
+        :math:`z_n \sim \mathrm{Categorical}(r_{n1}, \dots, r_{nK})` with
+        :math:`r_{nk} = p_{\theta'}(z_n = k \mid x_n)`, from the detached logits
+        :math:`\log p_{\theta'}(x_n, z_n = k)`; enumerated in parallel with ``enumerate=True``.
+
+        :param x: a minibatch, checked and cast to the model's dtype.
+        :param int num_data: the size of the data set (scales the plate).
+        :returns: the component indices ``z`` (under enumeration, the enumerated values).
+        """
         x = self._model.check_data(x)
         with torch.no_grad():
             log_joint = self._model.log_joint(x, self._fixed)

@@ -92,10 +92,14 @@ class Mixture(Facade):
 
     @property
     def data_shape(self) -> tuple[int, ...]:
+        """The shape of one data point, the mixture model's: ``(D,)`` for a Gaussian mixture
+        (images are flattened by :meth:`inputs`), the images' own for a Bernoulli one."""
         return self.model.data_shape
 
     @property
     def needs_binary_data(self) -> bool:
+        """Whether the components are Bernoulli (``component="bernoulli"``), so the data
+        must be binary: the model refuses grey levels."""
         return self.config["component"] == "bernoulli"
 
     def accepts(self, data_shape: tuple[int, ...]) -> bool:
@@ -114,6 +118,7 @@ class Mixture(Facade):
 
     @property
     def num_components(self) -> int:
+        """:math:`K`, the number of mixture components."""
         return self.model.num_components
 
     @torch.no_grad()

@@ -17,10 +17,12 @@ class ShapedFacade(Facade):
 
     @property
     def data_shape(self) -> tuple[int, ...]:
+        """The shape of one data point the model reads (the ``.model``'s ``data_shape``)."""
         return self.model.data_shape
 
     @property
     def latent_dim(self) -> int:
+        """The dimension of the latent :math:`z` (the ``.model``'s ``latent_dim``)."""
         return self.model.latent_dim
 
     @torch.no_grad()

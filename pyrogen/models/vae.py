@@ -139,6 +139,18 @@ class VAEGuide(NamedPyroModule):
         num_data: int | None = None,
         beta: float = 1.0,
     ) -> torch.Tensor:
+        r"""
+        The guide: one sample site ``"z"`` in the ``"data"`` plate,
+        :math:`z_n \sim q_\phi(z \mid x_n) = \mathcal{N}(\mu_\phi(x_n), \mathrm{diag}\,
+        \sigma^2_\phi(x_n))`, reparameterised, its log-density scaled by ``beta`` as in the
+        model.
+
+        :param x: a minibatch ``(batch, *data_shape)``.
+        :param int num_data: the size of the data set the minibatch comes from (scales the
+            ELBO); ``None`` means the minibatch itself.
+        :param float beta: the weight of the KL term (> 0), the model's.
+        :returns: the latent draws ``z``, ``(batch, latent_dim)``.
+        """
         batch_size = check_data(x, self.data_shape)
         with data_plate(batch_size, num_data, x.device):
             loc, scale = self.encoder(x)

@@ -87,6 +87,8 @@ class DataDiscriminator(nn.Module):
         self.head = nn.Linear(self.features.out_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\ell(x)`, the logit of :math:`D(x)`, for data ``x`` ``(..., *data_shape)``;
+        returns shape ``(...)``."""
         return self.head(self.features(x)).squeeze(-1)
 
 
@@ -104,6 +106,8 @@ class CodeDiscriminator(nn.Module):
         self.net = MLP(self.latent_dim, _check_int_sequence(hidden, "hidden"), 1, "leaky_relu")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\ell(z)`, the logit of :math:`D(z)`, for codes ``z`` ``(..., latent_dim)``;
+        returns shape ``(...)``."""
         _check_event_shape(z, (self.latent_dim,), "z")
         return self.net(z).squeeze(-1)
 
@@ -135,6 +139,9 @@ class JointDiscriminator(nn.Module):
         self.head = MLP(self.x_features.out_features + hidden[-1], hidden[-1:], 1, "leaky_relu")
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\ell(x, z)`, the logit of :math:`D(x, z)`, for pairs of data ``x``
+        ``(..., *data_shape)`` and codes ``z`` ``(..., latent_dim)`` with the same leading
+        dimensions; returns shape ``(...)``."""
         _check_event_shape(z, (self.latent_dim,), "z")
         h = torch.cat([self.x_features(x), self.z_features(z)], dim=-1)
         return self.head(h).squeeze(-1)

@@ -83,6 +83,9 @@ class VGG19Features(nn.Module):
         return {name: out[name] for name in layers}
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        r"""The list :math:`[\mathrm{relu1\_1}, \mathrm{relu2\_1}, \mathrm{relu3\_1}]` (the
+        order of :attr:`LAYERS`) for images ``x`` ``(N, C, H, W)`` in :math:`[0, 1]`, ``C`` 1
+        or 3: full, half and quarter resolution, 64, 128 and 256 channels."""
         feats = self.features(x)
         return [feats[name] for name in self.LAYERS]
 

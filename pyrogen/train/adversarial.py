@@ -94,6 +94,10 @@ class AdversarialStep(Step):
         self.classifier = classifier
 
     def bind(self, trainer: Any) -> None:
+        """Take the facade's ``losses()`` and register one optimiser per player of
+        ``players()`` (the discriminator's at ``config.d_lr``), move the watching classifier
+        to the device, and measure the training data's diversity for the collapse alarm. A
+        ``ValueError`` when players and losses differ, or for a classifier without labels."""
         model, config = trainer.model, trainer.config
         if config.watch_classes is not None and self.classifier is None:
             raise ValueError(f"watch_classes={config.watch_classes!r} names a classifier, but the "
@@ -123,6 +127,10 @@ class AdversarialStep(Step):
         self.peak_diversity = 0.0
 
     def score(self, record: dict[str, Any]) -> float:
+        """What the best checkpoint minimises: with a watching classifier, the class KL
+        (``sample_class_kl``) of an epoch that has not collapsed; otherwise the last epoch
+        whose diversity is at least :data:`COLLAPSE_DIVERSITY` ranks best, then the last that
+        has not collapsed, then the last."""
         # with a classifier: the epoch of least class KL that had not collapsed; without: the
         # last diverse epoch; else the last that had not collapsed, else the last
         if "sample_class_kl" in record and not record.get("collapse"):
@@ -161,11 +169,16 @@ class AdversarialStep(Step):
                 "sample_class_kl": coverage["class_kl"]}
 
     def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the step: each loss's generator snapshot, the iteration
+        count and the collapse alarm's peaks (diversity, classes)."""
         return {"snapshots": {k: loss.snapshot_state() for k, loss in self.losses.items()},
                 "iteration": self.iteration, "peak_diversity": self.peak_diversity,
                 "peak_classes": self.peak_classes}
 
     def load_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
+        """Restore :meth:`state_dict` (after the model's weights are loaded): each loss's
+        snapshot (``load_snapshot_state``, with the model's guide), the iteration count and
+        the collapse alarm's peaks."""
         for name, loss in self.losses.items():
             loss.load_snapshot_state(state.get("snapshots", {}).get(name), guide=trainer.model.guide)
         self.iteration = int(state.get("iteration", 0))
@@ -173,6 +186,11 @@ class AdversarialStep(Step):
         self.peak_classes = float(state.get("peak_classes", 0.0))
 
     def run_epoch(self, trainer: Any) -> dict[str, Any]:
+        """Train one epoch of iterations (``d_steps`` discriminator steps, then ``g_steps`` of
+        the other player) until its minibatches run out or ``iterations_per_epoch`` is
+        reached; return its record: each player's loss and each term as epoch means
+        (``train_loss`` is the discriminator's), the sample diversity, with a classifier the
+        sample classes, and ``"collapse": true`` when the samples have collapsed."""
         config = trainer.config
         kwargs = {"num_data": len(trainer.data.train)}
         batches = self._batches(trainer)

@@ -75,10 +75,12 @@ class ExponentialAverage:
             p.copy_(self.average[name])
 
     def state_dict(self) -> dict[str, Any]:
+        """The decay, the number of updates and a copy of the averaged tensors."""
         return {"decay": self.decay, "updates": self.updates,
                 "average": {name: t.clone() for name, t in self.average.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a ``ValueError`` if it averages other parameters."""
         missing = set(self.average) ^ set(state["average"])
         if missing:
             raise ValueError(f"the saved average has other parameters: {sorted(missing)}")

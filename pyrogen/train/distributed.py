@@ -212,15 +212,19 @@ class DistributedOptim(PyroOptim):
         self.optim([p for _, p in named], *args, **kwargs)
 
     def get_state(self) -> dict:
+        """The wrapped Pyro optimiser's state (``PyroOptim.get_state``)."""
         return self.optim.get_state()
 
     def set_state(self, state_dict: dict) -> None:
+        """Set the wrapped Pyro optimiser's state (``PyroOptim.set_state``)."""
         self.optim.set_state(state_dict)
 
     def save(self, filename: str) -> None:
+        """Save the wrapped Pyro optimiser's state to ``filename`` (``PyroOptim.save``)."""
         self.optim.save(filename)
 
     def load(self, filename: str, map_location: Any = None) -> None:
+        """Load the wrapped Pyro optimiser's state from ``filename`` (``PyroOptim.load``)."""
         self.optim.load(filename, map_location=map_location)
 
 

@@ -101,13 +101,17 @@ class DivergenceGuard:
         return None
 
     def accept(self, value: float, what: str) -> None:
+        """Add a good ``value`` of the loss ``what`` to its history (the first one is also
+        kept as :math:`\\ell_0`)."""
         self.first.setdefault(what, value)
         self.history.setdefault(what, deque(maxlen=WINDOW)).append(value)
 
     def state_dict(self) -> dict[str, Any]:
+        """Each loss's first value and recent history, for checkpoints."""
         return {"first": dict(self.first), "history": {k: list(v) for k, v in self.history.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         self.first = {k: float(v) for k, v in state.get("first", {}).items()}
         self.history = {k: deque((float(x) for x in v), maxlen=WINDOW)
                         for k, v in state.get("history", {}).items()}

@@ -41,6 +41,10 @@ class ELBOStep(Step):
             self.description = "supervised training (no latent variable, no KL term)"
 
     def bind(self, trainer: Any) -> None:
+        """Build ``config.objective`` (:func:`~pyrogen.train.config.build_objective`) as a
+        loss of the facade's model and guide, compiled (:class:`~pyrogen.infer.CompiledLoss`)
+        with ``config.jit`` except for Monte Carlo EM, and register one optimiser,
+        ``"elbo"``, for its parameters."""
         config, model = trainer.config, trainer.model
         self.objective = build_objective(config)
         self.compiled = config.jit and config.objective != "mcem"  # the E-step samples by MCMC
@@ -53,11 +57,17 @@ class ELBOStep(Step):
         self._traced: set = set()
 
     def pre_phase(self, trainer: Any) -> dict[str, Any]:
+        """Train the facade's baseline network (:func:`~pyrogen.train.pretrain.train_baseline`)
+        if it has one not yet trained, and return its losses for epoch 1's record; else ``{}``."""
         if trainer.model.baseline_pair() is None or trainer.model.baseline_done():
             return {}
         return train_baseline(trainer)
 
     def run_epoch(self, trainer: Any) -> dict[str, Any]:
+        r"""One shuffled pass of minibatch steps on the loss, scaled to the training set
+        (``num_data``), with the epoch's KL weight :math:`\beta`
+        (:func:`~pyrogen.train.config.kl_weight`); return the record: ``train_loss``, the
+        epoch's mean loss per data point, with ``lr``, ``beta``, ``batch_size`` and timings."""
         config, epoch = trainer.config, trainer.epoch
         beta = kl_weight(config, epoch)
         batch_size = trainer.batch_size()

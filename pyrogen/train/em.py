@@ -44,6 +44,10 @@ class EMStep(Step):
     batched: ClassVar[bool] = False
 
     def bind(self, trainer: Any) -> None:
+        """Check the run (one process; exact EM takes no optimiser options; a ``ValueError``
+        for dynamic binarisation), hold the whole training split as one tensor, and for
+        generalised EM build the enumerated exact posterior, ``TraceEnum_ELBO`` and the
+        optimiser ``"em"``."""
         config, model = trainer.config, trainer.model
         if config.em == "exact":
             check_applies(config, SHARED_GROUPS + ("em",),
@@ -63,6 +67,10 @@ class EMStep(Step):
             self.optimizer = trainer.add_optimizer("em", self.params)
 
     def pre_phase(self, trainer: Any) -> dict[str, Any]:
+        """Initialise the mixture from the training data
+        (:meth:`~pyrogen.models.Mixture.init_from_data` with ``config.init`` and ``config.seed``)
+        and, for generalised EM, claim its parameter names in Pyro's store
+        (:func:`~pyrogen.infer.em.claim_param_names`); returns ``{}``."""
         config = trainer.config
         trainer.model.init_from_data(self.x, method=config.init, seed=config.seed)
         if config.em == "generalised":  # as generalised_em does (its trace draws from the stream)
@@ -70,6 +78,11 @@ class EMStep(Step):
         return {}
 
     def run_epoch(self, trainer: Any) -> dict[str, Any]:
+        r"""One EM iteration: the E-step's responsibilities :math:`r_{nk}`, then exact EM's
+        closed-form M-step or ``config.em_steps`` gradient steps on random minibatches of
+        ``config.batch_size``. Returns the record: ``train_loss``, the negative mean
+        log-likelihood after the iteration, and, for exact EM, ``"converged": true`` when the
+        iteration's E-step found it changed by less than ``config.tol`` since the last one."""
         config, model = trainer.config, trainer.model
         start = time.perf_counter()
         ll_before, resp = self._current or e_step(model, self.x)
@@ -98,10 +111,14 @@ class EMStep(Step):
         return record
 
     def score(self, record: dict[str, Any]) -> float:
+        """What the best checkpoint minimises: minus the epoch, so the best is the last
+        iteration (EM's result; the validation loss is reported, not selected on)."""
         # EM's result is its last iteration (the validation NLL is reported, not selected on)
         return -float(record["epoch"])
 
     def finished(self, record: dict[str, Any]) -> bool:
+        """Whether EM has converged: the record of an exact-EM iteration whose E-step found
+        the mean log-likelihood changed by less than ``config.tol``."""
         return bool(record.get("converged"))
 
     @torch.no_grad()
@@ -111,9 +128,12 @@ class EMStep(Step):
         return -float(trainer.model.log_likelihood(x).mean())
 
     def state_dict(self) -> dict[str, Any]:
+        """The last iteration's mean log-likelihood (the convergence test compares with it)."""
         return {"previous_log_likelihood": self.previous}
 
     def load_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
+        """Restore :meth:`state_dict`, the last iteration's mean log-likelihood; the current
+        E-step is recomputed from the loaded parameters."""
         self.previous = state.get("previous_log_likelihood")
         self._current = None  # recomputed from the loaded parameters
 

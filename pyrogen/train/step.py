@@ -76,6 +76,8 @@ class Step:
         return False
 
     def state_dict(self) -> dict[str, Any]:
+        """What the step keeps beyond the trainer's weights and optimisers (e.g. a GAN's
+        generator snapshot), stored in checkpoints; ``{}`` for a step with no state."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
