@@ -86,10 +86,15 @@ def _data_dims(name: str, event_dim: int, several: bool) -> tuple[str, ...]:
 
 
 def _compact(array: np.ndarray) -> np.ndarray:
-    """Store integer-valued draws in {0..255} (binary pixels) as uint8: 4x less memory."""
-    if array.dtype.kind == "f" and array.size and np.all((array >= 0) & (array <= 255)) \
-            and np.array_equal(array, np.round(array)):
-        return array.astype(np.uint8)
+    """Store integer-valued draws (binary pixels, counts) as the smallest signed integer type
+    that holds them, ``int8`` or ``int16``: 4-8x less memory than float32/64, and a kind
+    (``'i'``) that ArviZ's predictive plots accept (``az.plot_ppc`` refuses unsigned ``'u'``)."""
+    if array.dtype.kind != "f" or not array.size or not np.array_equal(array, np.round(array)):
+        return array
+    low, high = array.min(), array.max()
+    for kind in (np.int8, np.int16):
+        if np.iinfo(kind).min <= low and high <= np.iinfo(kind).max:
+            return array.astype(kind)
     return array
 
 
@@ -258,7 +263,7 @@ def to_inference_data(
 
     Coordinates: ``obs`` is the data point's index (``obs_index``, default ``0..N-1``), with the
     class ``label`` as a coordinate on ``obs`` when ``labels`` are given; ``chain`` is ``[0]``
-    (draws are independent); ``draw`` counts draws. Binary draws are stored as ``uint8``.
+    (draws are independent); ``draw`` counts draws. Binary draws are stored as ``int8``.
 
     :param model: a pyrogen model (``model(x, **kwargs)``), its data plate at dim -1.
     :param guide: its guide.

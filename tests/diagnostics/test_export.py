@@ -57,8 +57,8 @@ def test_observed_and_predictive_draws(image_idata):
     vae, x, _, idata = image_idata
     np.testing.assert_array_equal(idata.observed_data["x"].values, x.numpy())
     pp = idata.posterior_predictive["x"].values
-    # binary pixels are stored as uint8, and they are fresh draws, not the observed x
-    assert pp.dtype == np.uint8 and set(np.unique(pp)) <= {0, 1}
+    # binary pixels are stored as int8 (ArviZ plots refuse unsigned types), fresh draws, not x
+    assert pp.dtype == np.int8 and set(np.unique(pp)) <= {0, 1}
     assert not all(np.array_equal(pp[0, k], x.numpy()) for k in range(pp.shape[1]))
     # the guide's moments: scale > 0, the prior's N(0, I)
     assert (idata.latent_moments["z_q_std"].values > 0).all()
@@ -146,3 +146,29 @@ def test_data_on_another_device_than_the_model_is_named():
     x = torch.zeros(2, 1, 8, 8, device="meta")
     with pytest.raises(ValueError, match="data is on meta but the model on cpu"):
         to_inference_data(vae.model, vae.guide, x)
+
+
+def test_the_arviz_plots_the_docs_name_draw_pyrogens_inference_data(image_idata):
+    """``az.plot_ppc`` on the raw pixel draws (it refuses unsigned data), on the PPC statistics,
+    ``az.plot_bpv`` and ``az.plot_khat`` all accept what pyrogen writes."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pyrogen.diagnostics import pointwise, ppc_statistics
+
+    az = arviz()
+    _, _, _, idata = image_idata
+    try:
+        az.plot_ppc(idata, var_names=["x"], num_pp_samples=4)
+        stats = ppc_statistics(idata)
+        az.plot_ppc(stats, var_names=["mean_intensity"])
+        az.plot_bpv(stats, var_names=["mean_intensity"])
+        with warnings.catch_warnings():  # ArviZ's own notice about arrays, as in the report
+            warnings.simplefilter("ignore", FutureWarning)
+            az.plot_khat(pointwise(idata)["khat"].to_numpy())
+    finally:
+        plt.close("all")
