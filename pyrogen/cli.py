@@ -93,7 +93,15 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
                       progress=run.get("progress", True))
     if run.get("resume") is not None:
         trainer.resume()
-    return {"run": str(run_dir), **summary_of(trainer.fit())}
+    history = trainer.fit()
+    if trainer.rank == 0:
+        from pyrogen.families import describe_run
+
+        info = describe_run(run_dir)
+        pictures = ", ".join(info["pictures"]) or "none"
+        print(f"pyrogen: done: {_run_line(info)}; best weights in {run_dir / 'checkpoints' / 'best.pt'}; "
+              f"pictures in {run_dir}: {pictures}", file=sys.stderr)
+    return {"run": str(run_dir), **summary_of(history)}
 
 
 def _resumed(family: Family, run: dict[str, Any], model_given: dict[str, Any],
@@ -270,6 +278,34 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out), "split": args.split, "binarize": data.binarize, **summary}
 
 
+def _runs(args: argparse.Namespace) -> dict[str, Any]:
+    from pyrogen.families import list_runs
+
+    runs = list_runs(args.dir)
+    for run in runs:
+        print(_run_line(run))
+    if not runs:
+        print(f"no runs in {args.dir}")
+    return {"dir": str(args.dir), "runs": runs}
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """One line for a run of :func:`~pyrogen.families.list_runs`."""
+    figures = ", ".join([f"{k[5:]} {v:.5g}" for k, v in run.items() if k.startswith("best_") and k != "best_epoch"]
+                        + [f"evaluated {k[5:]} {v:.5g}" for k, v in run.items() if k.startswith("eval_")])
+    best = f"best epoch {run['best_epoch']}" if run.get("best_epoch") is not None else "no checkpoint"
+    return (f"{run['run']}: {run['family']} on {run['dataset']}, {run['epochs_done']}/{run['epochs']} "
+            f"epochs, {best}" + (f" ({figures})" if figures else ""))
+
+
+def _plot(args: argparse.Namespace) -> dict[str, Any]:
+    from pyrogen.train.plots import plot_run
+
+    if args.out is not None:
+        check_writable(args.out)
+    return {"out": str(plot_run(args.run, args.out))}
+
+
 def _error_message(e: BaseException) -> str | None:
     """The one line a user sees for an error of their input or machine, or None for a
     ``RuntimeError`` that is neither running out of memory nor anything pyrogen raised."""
@@ -324,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _reconstruct(args)
         elif args.command == "encode":
             result = _encode(args)
+        elif args.command == "runs":
+            result = _runs(args)
+        elif args.command == "plot":
+            result = _plot(args)
         else:
             result = _sample(args)
     except (ValueError, OSError, CheckpointError, DataFormatError, NonFiniteLossError,
@@ -352,7 +392,12 @@ def console() -> None:
     """
     from pyrogen.train.distributed import launched_by_torchrun
 
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # output piped into a reader that stopped (`pyrogen runs | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     if launched_by_torchrun():
         sys.stdout.flush()
         sys.stderr.flush()

@@ -169,6 +169,24 @@ def _add_sample_parser(sub: Any) -> None:
     _add_device(p)
 
 
+def _add_runs_parser(sub: Any) -> None:
+    p = sub.add_parser("runs", help="list the runs in a folder",
+                       description="List the run folders in DIR (at any depth; or DIR itself): "
+                       "family, data set, epochs done of those planned, the best epoch and its "
+                       "figures, evaluate's figures if it ran. A table, then one JSON line.")
+    p.add_argument("dir", type=Path, nargs="?", default=Path("runs"),
+                   help="the folder of runs (default: %(default)s)")
+
+
+def _add_plot_parser(sub: Any) -> None:
+    p = sub.add_parser("plot", help="draw a run's loss curves as a PNG",
+                       description="Draw the curves of a run's metrics.jsonl (the objective, each "
+                       "player's loss, the other figures of an epoch, the learning rate) as a PNG; "
+                       "every run also writes them to RUN/curves.png when it ends.")
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--out", type=Path, default=None, help="the PNG file (default: RUN/curves.png)")
+
+
 def _add_diagnose_parser(sub: Any) -> None:
     p = sub.add_parser(
         "diagnose", help="posterior diagnostics of a trained run, in ArviZ",
@@ -194,6 +212,8 @@ def _add_diagnose_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pyrogen`` command's argument parser: ``--version`` and the subcommands train,
+    evaluate, sample, reconstruct, encode, diagnose, runs and plot."""
     parser = argparse.ArgumentParser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs."
     )
@@ -208,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruct_parser(sub)
     _add_encode_parser(sub)
     _add_diagnose_parser(sub)
+    _add_runs_parser(sub)
+    _add_plot_parser(sub)
     return parser
 
 

@@ -22,7 +22,7 @@ from pyrogen.families.registry import families, get, names, register
 
 # the families, in the order `pyrogen train --help` lists them; importing a module registers it
 from pyrogen.families import vae, cvae, mixture, dfcvae, classifier, gan, aae, ali  # noqa: E402
-from pyrogen.families.runs import checkpoint_path, load_run  # noqa: E402
+from pyrogen.families.runs import checkpoint_path, describe_run, list_runs, load_run  # noqa: E402
 
 
 def defaults(name: str, dataset: str | None = None) -> dict:
@@ -32,4 +32,4 @@ def defaults(name: str, dataset: str | None = None) -> dict:
 
 __all__ = ["aae", "ali", "classifier", "cvae", "dfcvae", "gan", "mixture", "vae",
            "Family", "Option", "Request", "TRAIN_OPTIONS", "checkpoint_path", "defaults",
-           "families", "get", "load_run", "names", "register"]
+           "describe_run", "families", "get", "list_runs", "load_run", "names", "register"]

@@ -135,6 +135,7 @@ class Option:
 
     @property
     def cli(self) -> str:
+        """The option's command-line flag: ``flag``, or ``--`` and the name with dashes."""
         return self.flag or "--" + self.name.replace("_", "-")
 
     def add_to(self, group: Any, default: Any = None, default_text: str | None = None) -> None:
@@ -180,6 +181,11 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
                type=non_negative_float, metavar="K"),
         Option("max_rollbacks", "rollbacks allowed before a diverging run stops",
                type=non_negative_int),
+        Option("threads", "torch CPU threads (0: pyrogen's measured default, one: on a shared "
+               "machine more threads ran 5-100x slower; benchmarks/threads.py measures yours)",
+               type=non_negative_int, metavar="N"),
+        Option("mlflow", "also log the run to MLflow: a folder (a local store, no server) or a "
+               'tracking URI; needs pip install "pyrogen-vi[mlflow]"', metavar="STORE"),
     ),
     "optimisation": (
         Option("batch_size", "minibatch size", type=positive_int),

@@ -6,6 +6,7 @@ the torch optimiser, the learning-rate schedule and the KL weight schedule.
 from __future__ import annotations
 
 import dataclasses
+import os
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,21 @@ EM_ALGORITHMS = ("exact", "generalised")
 def default_device() -> str:
     """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+#: the most threads :func:`default_threads` gives a run
+MAX_DEFAULT_THREADS = 1
+
+
+def default_threads() -> int:
+    """
+    The CPU threads a run uses unless told (``--threads``): one. Measured by
+    ``benchmarks/threads.py`` (``benchmarks/results/threads.json``): on a shared 2-core machine
+    a second thread gained little for pyrogen's default models when idle and cost much when
+    other processes used the cores, while one thread never lost much; see
+    :doc:`/training` (Threads).
+    """
+    return max(1, min(MAX_DEFAULT_THREADS, os.cpu_count() or 1))
 
 
 @dataclass
@@ -90,6 +106,12 @@ class TrainConfig:
         learning rates (:mod:`pyrogen.train.divergence`); 0 keeps only the non-finite check.
     :param int max_rollbacks: rollbacks allowed in the run before it stops with
         :class:`~pyrogen.train.DivergenceError`.
+    :param int threads: torch's CPU threads for the run (``torch.set_num_threads``, set by the
+        trainer); 0 (the default): :func:`default_threads`, chosen by
+        ``benchmarks/threads.py``. The run log and every epoch's record say the number used.
+    :param mlflow: also log the run to MLflow (:mod:`pyrogen.train.tracking`): a folder for a
+        local store, or a tracking URI; ``None`` (the default): no MLflow.
+    :type mlflow: str or None
     :param bool jit: compile the loss with ``torch.jit``
         (:class:`~pyrogen.infer.CompiledLoss`); training batches then all have ``batch_size`` points (the last,
         smaller one of each epoch is dropped: shuffling changes it each epoch).
@@ -138,6 +160,8 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     divergence_band: float = 20.0
     max_rollbacks: int = 3
+    threads: int = 0
+    mlflow: str | None = None
 
     def __post_init__(self) -> None:
         def positive(name: str, integer: bool = True) -> None:
@@ -160,7 +184,8 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         for name in ("kl_warmup", "patience", "seed", "num_pictures", "weight_decay", "tol",
-                     "iterations_per_epoch", "lr_min", "divergence_band", "max_rollbacks"):
+                     "iterations_per_epoch", "lr_min", "divergence_band", "max_rollbacks",
+                     "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self.batch_schedule = _check_batch_schedule(self.batch_schedule)
@@ -227,7 +252,8 @@ def _check_batch_schedule(schedule: Any) -> list[list[int]]:
 CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "family": ("model", "model_config"),
     "data": ("dataset", "data_dir", "binarize", "validation_size", "limit"),
-    "run": ("epochs", "device", "seed", "num_pictures", "divergence_band", "max_rollbacks"),
+    "run": ("epochs", "device", "seed", "num_pictures", "divergence_band", "max_rollbacks",
+            "threads", "mlflow"),
     "optimisation": ("batch_size", "optimizer", "lr", "weight_decay", "betas", "clip_norm"),
     "schedule": ("lr_schedule", "lr_decay", "lr_min", "lr_milestones"),
     "stopping": ("patience",),

@@ -59,6 +59,7 @@ class RunLogger:
         self.writer = None
         self.last_checkpoint: tuple[Path, int] | None = None
         self._lock: Any = None
+        self.tracker: Any = None  # an MLflowTracker with config.mlflow
 
     def lock(self) -> None:
         """Take the run folder for this process (an exclusive ``flock`` on ``run_dir/.lock``,
@@ -106,6 +107,11 @@ class RunLogger:
         atomic_write(self.run_dir / "config.json", lambda f: f.write(text.encode()))
         if self.writer is None:
             self.writer = _tensorboard_writer(self.run_dir / "tensorboard")
+        if getattr(self.config, "mlflow", None) and self.tracker is None:
+            from pyrogen.train.tracking import MLflowTracker
+
+            self.tracker = MLflowTracker(self.config.mlflow, self.run_dir)
+            self.tracker.start(config)
 
     def step(self, global_step: int, loss: float, name: str = "step_loss") -> None:
         if self.writer is not None and global_step % self.step_every == 0:
@@ -125,6 +131,8 @@ class RunLogger:
             for name, images in pictures.items():
                 self.writer.add_image(name, image_grid(images), record["epoch"], dataformats="HWC")
             self.writer.flush()
+        if self.tracker is not None:
+            self.tracker.epoch(record)
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """On resume: metrics.jsonl holds exactly the checkpoint's epochs."""
@@ -142,10 +150,19 @@ class RunLogger:
         path, epoch = self.last_checkpoint
         return f"the last good checkpoint (after epoch {epoch}) is kept at {path}"
 
+    def finish(self) -> None:
+        """The run ended well: MLflow gets the pictures, curves and best checkpoint."""
+        if self.tracker is not None:
+            self.tracker.finish("FINISHED")
+            self.tracker = None
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.tracker is not None:  # not finished: the run stopped with an error
+            self.tracker.finish("FAILED")
+            self.tracker = None
         self.unlock()
 
 

@@ -45,8 +45,10 @@ from pyrogen.train.checkpoint import (
     set_rng_state,
     upgrade_checkpoint,
 )
+from pyrogen.train.plots import plot_run
 from pyrogen.train.config import (
     TrainConfig,
+    default_threads,
     batch_size_at,
     build_optimizer,
     build_scheduler,
@@ -72,9 +74,37 @@ from pyrogen.train.step import NonFiniteLossError, Step
 #: the learning-rate schedule (applied from the epoch reached on, and recorded in the history)
 RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "patience", "lr", "d_lr", "lr_schedule",
                      "lr_decay", "lr_min", "lr_milestones", "watch_classes", "divergence_band",
-                     "max_rollbacks")
+                     "max_rollbacks", "threads", "mlflow")
 #: the changes that move the learning-rate schedule
 _SCHEDULE_CHANGES = ("lr", "d_lr", "lr_schedule", "lr_decay", "lr_min", "lr_milestones")
+
+#: record entries an epoch line leaves out (said otherwise, or not figures of the epoch)
+_NOT_SHOWN = ("epoch", "lr", "sec", "steps", "threads", "batch_size", "beta", "binarize", "iterations",
+              "iterations_in_epoch")
+
+
+def _interactive() -> bool:
+    """Whether standard error is a terminal or a Jupyter kernel's (where a bar can redraw)."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+
+
+def epoch_line(record: dict[str, Any], epochs: int, images: int) -> str:
+    """One plain line for an epoch's record: its losses and figures, the learning rate, the
+    seconds and the images per second, e.g.
+    ``epoch 3/10: train_loss 45.21, valid_loss 46.02; lr 0.000854; 1.2 s, 48,700 images/s``."""
+    figures = [f"{k} {v:.5g}" for k, v in record.items()
+               if k not in _NOT_SHOWN and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    parts = [f"epoch {record['epoch']}/{epochs}: " + ", ".join(figures)]
+    if "lr" in record:
+        parts.append(f"lr {record['lr']:.3g}")
+    seconds = record.get("sec")
+    if seconds:
+        speed = f", {images / seconds:,.0f} images/s" if images else ""
+        parts.append(f"{seconds:.1f} s{speed}")
+    if record.get("rolled_back"):
+        parts.append(f"rerun after {len(record['rolled_back'])} rollback(s)")
+    return "; ".join(parts)
+
 
 #: the step for each :data:`~pyrogen.models.base.FIT_KINDS` a facade declares
 STEPS: dict[str, Callable[[], Step]] = {
@@ -130,7 +160,8 @@ class Trainer:
     :param TrainConfig config: the options.
     :param run_dir: the run folder; ``None`` writes nothing.
     :param Step step: what an epoch does (default: :func:`default_step`).
-    :param bool progress: show a tqdm progress bar.
+    :param bool progress: show a tqdm progress bar while standard error is a terminal. Every
+        epoch also prints one line (:func:`epoch_line`) to standard error, bar or not.
     :param callbacks: functions ``callback(trainer, record)`` called after each
         epoch's validation, before the checkpoint is written; they may add
         entries to the epoch's ``record`` (e.g. a test log-likelihood). They
@@ -186,7 +217,12 @@ class Trainer:
         self.lr_scale = 1.0  # the product of the rollbacks' reductions
         self.rollbacks: list[dict[str, Any]] = []  # every rollback of the run
         self._rolled_back: list[dict[str, Any]] = []  # those the next epoch's record reports
+        if config.mlflow:
+            from pyrogen.train.tracking import require_mlflow
+
+            require_mlflow()  # before any work
         self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
+        self.threads = config.threads or default_threads()
 
     # ------------------------------------------------------------ optimisation
     def add_optimizer(self, name: str, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
@@ -251,9 +287,11 @@ class Trainer:
         return value
 
     def progress_bar(self, total: int | None, iterable: Any = None) -> tqdm:
-        """The epoch's progress bar (rank 0 only, and only with ``progress``)."""
+        """The epoch's progress bar: rank 0 only, with ``progress``, and only when standard
+        error is a terminal (or a notebook); a log file gets the epoch lines alone."""
+        shown = self.progress and self.rank == 0 and _interactive()
         return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
-                    disable=not self.progress or self.rank != 0, leave=False)
+                    disable=not shown, leave=False)
 
     def batch_size(self) -> int:
         """The minibatch size of the current epoch (``config.batch_schedule``)."""
@@ -316,6 +354,10 @@ class Trainer:
         } | ({"average": self.average.state_dict()} if self.average is not None else {})
 
     def load_state_dict(self, state: dict[str, Any], source: str = "the checkpoint") -> None:
+        """Restore a state of :meth:`state_dict` (a checkpoint's, or a rollback's snapshot):
+        weights, optimisers, schedules, counters, history, the step's state, the weight
+        average, the divergence guard and the random number generators; ``source`` names it
+        in errors."""
         state = upgrade_checkpoint(state, list(self.optimizers))
         load_weights(self.model, state["model_state"], source)
         closed_form = bool(state.get("closed_form_schedule"))
@@ -394,6 +436,7 @@ class Trainer:
         if self.history and self.step.finished(self.history[-1]):
             return self.history  # a converged run has nothing left to do
         self.logger.start()
+        self.threads = self._set_threads()
         if fresh:  # each rank its own sampling noise; rank 0 draws what one process would
             pyro.set_rng_seed(self.config.seed + self.rank)
         try:
@@ -412,9 +455,24 @@ class Trainer:
                     break
                 if self.step.finished(record):
                     break
+            if self.run_dir is not None and self.rank == 0 and self.history:
+                plot_run(self.run_dir)  # RUN/curves.png
+            self.logger.finish()
         finally:
             self.logger.close()
         return self.history
+
+    def _set_threads(self) -> int:
+        """Set torch's CPU threads to ``config.threads`` (0: :func:`~pyrogen.train.config.default_threads`)
+        and say so once, on a CPU run; returns the number in use."""
+        wanted = self.config.threads or default_threads()
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+        if self.device.type == "cpu" and self.rank == 0:
+            given = "--threads" if self.config.threads else "the default; --threads N to change"
+            print(f"pyrogen: training on cpu with {wanted} thread{'s' if wanted > 1 else ''} "
+                  f"({given})", file=sys.stderr, flush=True)
+        return wanted
 
     def _roll_back(self, snapshot: dict[str, Any], error: DivergenceError) -> None:
         """Return to ``snapshot`` (the epoch's start) with every learning rate multiplied by
@@ -440,6 +498,7 @@ class Trainer:
                   f"{self.config.max_rollbacks})", file=sys.stderr, flush=True)
 
     def _epoch(self, pretrained: dict[str, Any]) -> dict[str, Any]:
+        first_step = self.global_step
         record = {"epoch": self.epoch + 1, **self.step.run_epoch(self)}
         for scheduler in self.schedulers.values():
             scheduler.step()
@@ -458,6 +517,7 @@ class Trainer:
         if self._rolled_back:
             record["rolled_back"] = self._rolled_back
             self._rolled_back = []
+        record["threads"] = self.threads
         with torch.random.fork_rng(devices=self.rng_devices()):
             for callback in self.callbacks:
                 callback(self, record)
@@ -471,6 +531,9 @@ class Trainer:
         self.epoch += 1
         self._save(best=improved)
         self.logger.epoch_end(record, self._pictures())
+        if self.rank == 0:
+            images = (self.global_step - first_step) * record.get("batch_size", self.batch_size())
+            tqdm.write(epoch_line(record, self.config.epochs, images), file=sys.stderr)
         return record
 
     # ------------------------------------------------------------------ files

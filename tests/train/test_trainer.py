@@ -356,3 +356,22 @@ def test_a_step_that_follows_the_contract_plugs_in(data):
     config = TrainConfig(epochs=2, device="cpu", batch_size=50)
     history = Trainer(vae, data, config, None, step=Noise(), progress=False).fit()
     assert len(history) == 2 and history[1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_threads_are_set_said_and_recorded(data, capsys):
+    """``threads`` sets torch's CPU threads for the run, the log says how many, every epoch's
+    record holds the number; 0 (the default) means the measured default, one thread."""
+    from pyrogen.train.config import default_threads
+
+    before = torch.get_num_threads()
+    try:
+        history = make_trainer(data, epochs=1, threads=2).fit()
+        assert torch.get_num_threads() == 2 and history[0]["threads"] == 2
+        assert "training on cpu with 2 threads (--threads)" in capsys.readouterr().err
+        history = make_trainer(data, epochs=1).fit()
+        assert history[0]["threads"] == default_threads() == torch.get_num_threads() == 1
+        assert "with 1 thread (the default; --threads N to change)" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be >= 0, got -1"):
+        TrainConfig(threads=-1)
