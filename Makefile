@@ -43,6 +43,9 @@ gallery: $(VENV)/.installed
 
 docs: $(VENV)/.installed-docs
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@! grep -rlE "src=\"https?://[^\"]*mathjax" docs/_build/html --include=*.html || \
+		{ echo "docs: a page loads MathJax from the internet" >&2; exit 1; }
+	@test -f docs/_build/html/_static/mathjax/tex-chtml.js
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 # pyrogen is installed (editable) in the virtual environment; the path is a
 # fallback for a checkout that is not installed.
@@ -24,7 +25,29 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    # MathJax 3 served from the built docs (_static/mathjax), not a CDN: the equations render
+    # without internet (the package copies MathJax's files and sets mathjax_path)
+    "sphinx-mathjax-offline",
+    # the examples run at build time, with their printed output and pictures (_ext/example_pictures.py)
+    "sphinx_gallery.gen_gallery",
 ]
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+from example_pictures import ExampleArguments  # noqa: E402
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "tutorials",
+    "filename_pattern": r"\.py$",          # run every example, not only plot_*.py
+    "reset_argv": ExampleArguments(),
+    "image_scrapers": ("example_pictures", "matplotlib"),
+    "abort_on_example_error": True,         # an example that fails fails the build
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "min_reported_time": 1,
+}
+# sphinx-gallery's configuration holds callables, which Sphinx cannot cache: said, not a problem
+suppress_warnings = ["config.cache"]
 
 source_suffix = {".rst": "restructuredtext"}
 root_doc = "index"

@@ -1,4 +1,7 @@
 """
+An adversarial autoencoder with a mixture prior
+===============================================
+
 An adversarial autoencoder that shapes its 2-D codes into a mixture of ten Gaussians.
 
 ``pyrogen.train.Trainer`` (its adversarial step) alternates the discriminator's and the autoencoder's
@@ -53,7 +56,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--out", type=Path, default=Path("runs/aae-example"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

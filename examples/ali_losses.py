@@ -1,4 +1,7 @@
 """
+ALI/BiGAN: the paper's loss and the others
+==========================================
+
 ALI/BiGAN with the paper's encoder/generator loss against the standard minimax and the
 swapped non-saturating ones, on the same networks and data order.
 
@@ -46,7 +49,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("runs/ali-example"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,4 +1,7 @@
 """
+Adding a model family
+=====================
+
 Add a model family to pyrogen: a facade (a Pyro model/guide pair) and a
 :class:`~pyrogen.families.Family` registered under the name a user types. The command
 line, the trainer, ``evaluate``, ``sample`` and ``reconstruct`` then serve it like the

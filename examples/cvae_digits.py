@@ -1,4 +1,7 @@
 """
+Conditional VAEs in a Pyro SVI loop
+===================================
+
 Conditional VAEs with a user's own Pyro SVI loop: draw a chosen digit, and complete digits
 from their visible quadrants.
 
@@ -67,7 +70,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--condition", choices=CONDITIONS, default="encoder-decoder")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("runs/cvae-example"))

@@ -1,11 +1,17 @@
 """
+The deep feature-consistent VAE
+===============================
+
 The deep feature-consistent VAE: reconstruct in the feature space of a classifier that
 pyrogen trains itself (no downloaded weights), beside a plain VAE.
 
 1. train an :class:`~pyrogen.models.ImageClassifier` on the data (its relu1-3 activations
-   become the feature loss), 2. train a plain VAE and a DFC-VAE with the same networks,
+   become the feature loss);
+2. train a plain VAE and a DFC-VAE with the same networks;
 3. compare reconstructions and the Frechet distance of samples in the classifier's
    penultimate features.
+
+::
 
     python examples/dfcvae_digits.py --out runs/dfcvae-example
 """
@@ -62,7 +68,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--out", type=Path, default=Path("runs/dfcvae-example"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

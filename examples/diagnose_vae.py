@@ -1,4 +1,7 @@
 """
+Posterior diagnostics in ArviZ
+==============================
+
 Posterior diagnostics of a VAE in ArviZ, from Python (the notebook-style twin of
 ``pyrogen diagnose RUN``).
 
@@ -88,7 +91,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--run", type=Path, default=None, help="a run folder of `pyrogen train vae`")
     p.add_argument("--data-dir", default=None, help="override the run's data folder")
     p.add_argument("--num-points", type=int, default=200, help="test images to diagnose")

@@ -1,4 +1,7 @@
 """
+Divergence rolled back
+======================
+
 Watch the trainer roll a diverged epoch back: a fault is injected at one step (its loss made a
 million times too large, as a corrupt batch or a bad learning rate would), the trainer rolls
 that epoch back to its start, halves the learning rates, runs it again, and the run ends as
@@ -65,7 +68,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--fault", choices=("blowup", "nan"), default="blowup")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--max-rollbacks", type=int, default=3)

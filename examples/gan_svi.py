@@ -1,4 +1,7 @@
 """
+A GAN with Su's regulariser in a Pyro SVI loop
+==============================================
+
 A GAN with the paper's regulariser, trained by a user's own alternating Pyro SVI loop.
 
 Each player's loss is a Pyro loss (``Trace_GAN``), so two ``SVI`` objects with their own
@@ -61,7 +64,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--generator-loss", choices=("minimax", "nonsaturating", "regularised"),
                    default="regularised")
     p.add_argument("--epochs", type=int, default=200)

@@ -1,4 +1,7 @@
 """
+A pyrogen VAE in PyTorch Lightning
+==================================
+
 A pyrogen VAE trained inside PyTorch Lightning, for users who already run their training
 there (the optional extra ``pip install "pyrogen-vi[lightning]"``; pyrogen itself never imports
 Lightning).
@@ -67,7 +70,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", default="auto")

@@ -1,4 +1,7 @@
 """
+Monte Carlo EM
+==============
+
 Monte Carlo EM with a user's own Pyro SVI loop, beside a VAE with the same decoder.
 
 The E-step draws from the decoder's posterior by sampling-importance-resampling from the
@@ -43,7 +46,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--smoke", action="store_true", help="a few seconds on a slice of the data")

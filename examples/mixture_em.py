@@ -1,4 +1,7 @@
 """
+EM for mixtures as Pyro
+=======================
+
 EM for mixtures as Pyro: the guide *is* the exact posterior, so EM's M-step is an SVI step.
 
 Fits a Bernoulli mixture to binarised digits three ways from the same start:
@@ -66,7 +69,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("runs/mixture-example"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,9 +1,12 @@
 """
+Training a VAE with pyrogen's trainer
+=====================================
+
 Train a VAE with pyrogen's trainer from Python, then score and picture it.
 
 The trainer writes a run folder (config, metrics.jsonl, atomic checkpoints,
 pictures, TensorBoard); the same folder works with ``pyrogen evaluate`` and
-``pyrogen sample``.
+``pyrogen sample``::
 
     python examples/train_vae.py --out runs/example          # digits, no download
     python examples/train_vae.py --dataset mnist --data-dir ../shared/data/mnist \\
@@ -55,7 +58,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--hidden", default="256")

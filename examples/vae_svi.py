@@ -1,4 +1,7 @@
 """
+A VAE with plain Pyro SVI
+=========================
+
 A user's own Pyro script: train pyrogen's VAE with plain ``pyro.infer.SVI``.
 
 pyrogen's models are ordinary Pyro model/guide pairs, so nothing here is
@@ -48,7 +51,7 @@ def main(args: argparse.Namespace) -> float:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="elbo")
