@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrogen.families.base import Family, per_dataset
-from pyrogen.families.options import Option, positive_float, str_list
+from pyrogen.families.options import Option, non_negative_float, positive_float, str_list
 from pyrogen.families.registry import register
 from pyrogen.families.vae import ACTIVATION, ARCH, DIGITS_SVI, HIDDEN, LATENT, MNIST_SVI
 from pyrogen.models import DFCVAE
@@ -37,6 +37,8 @@ class DFCVAEFamily(Family):
                "is the paper's)", type=positive_float),
         Option("reduction", "sum over each layer's elements, or the paper's mean",
                choices=REDUCTIONS),
+        Option("pixel_weight", "weight of the pixels' binary cross-entropy beside the feature "
+               "loss (0: the paper's pure feature loss)", type=non_negative_float),
         LATENT, HIDDEN, ARCH, ACTIVATION,
     )
     dataset_defaults = per_dataset({**DIGITS_SVI, "arch": "mlp", "epochs": 60},

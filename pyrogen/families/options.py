@@ -261,7 +261,8 @@ RUN_FOLDER_OPTIONS = (
            "stopping and learning-rate schedule, which apply from the epoch reached on (a changed "
            "schedule gives those epochs the rates it prescribes for them)",
            type=Path, metavar="RUN"),
-    Option("progress", "show a progress bar", boolean=True),
+    Option("progress", "show a progress bar while standard error is a terminal (a log file or "
+           "pipe gets one plain line per epoch either way)", boolean=True),
 )
 
 

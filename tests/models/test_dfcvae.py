@@ -260,3 +260,28 @@ def test_bad_inputs_raise():
         DFCVAE(SHAPE, vgg_like, arch="mlp")
     with pytest.raises(ValueError, match="data_shape must be"):
         DFCVAE(SHAPE, clf)  # the conv networks take 28x28 or 64x64
+
+
+@pytest.mark.parametrize("pixel_weight", [0.0, 0.7])
+def test_trace_elbo_adds_the_weighted_pixel_cross_entropy(pixel_weight):
+    """With pixel_weight lambda the loss is w sum_l loss_l + lambda sum_d H(x_d, x_hat_d) + log q - log p,
+    H the binary cross-entropy; lambda = 0 is the paper's model (no x_pixels site)."""
+    clf, dfc = small_dfcvae(feature_weight=0.5, pixel_weight=pixel_weight)
+    clf.double(), dfc.double()
+    x = torch.rand(5, *SHAPE, dtype=torch.float64)
+    pyro.set_rng_seed(3)
+    loss = Trace_ELBO().loss(dfc.model, dfc.guide, x)
+    z = guide_draw(dfc, x, seed=3)
+    with torch.no_grad():
+        x_hat = torch.sigmoid(dfc.model.decoder(z))
+        loc, scale = dfc.encode(x)
+        features = feature_loss(clf, x, x_hat, 0.5, "sum").sum()
+        pixels = -(x * x_hat.log() + (1 - x) * (1 - x_hat).log()).sum()
+        log_q = dist.Normal(loc, scale).log_prob(z).sum()
+        log_p = dist.Normal(0.0, 1.0).log_prob(z).sum()
+    assert loss == pytest.approx((features + pixel_weight * pixels + log_q - log_p).item(), rel=1e-9)
+    sites = poutine.trace(dfc.model).get_trace(x).nodes
+    assert ("x_pixels" in sites) == (pixel_weight > 0)
+    assert dfc.config["pixel_weight"] == pixel_weight
+    with pytest.raises(ValueError, match="pixel_weight must be >= 0"):
+        small_dfcvae(pixel_weight=-1.0)
