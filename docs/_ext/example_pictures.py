@@ -48,7 +48,12 @@ class PictureScraper:
             shutil.copyfile(picture, target)
             self.shown.add(picture)
             names.append(target)
-        return figure_rst(names, gallery_conf["src_dir"])
+        if not names:
+            return ""
+        note = ("\n\n*The pictures of this smoke run (seconds of training) show that the script "
+                "works, not what the model reaches:* :doc:`/gallery` *shows every family at its "
+                "defaults.*\n\n")
+        return figure_rst(names, gallery_conf["src_dir"]) + note
 
     def __repr__(self):
         return "PictureScraper()"
