@@ -66,7 +66,7 @@ def child(name: str, threads: int, scale: float, rounds: int) -> None:
              "binarize": binarize, "threads": threads}
     config = TrainConfig(**train)
     trainer = Trainer(model, data, config, None, step=family.step(config, data), progress=False)
-    trainer.threads = trainer._set_threads()
+    trainer.threads = trainer.set_threads()
     speeds = []
     for epoch in range(rounds + 1):
         start = time.perf_counter()

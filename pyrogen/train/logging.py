@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,35 @@ LOCK_NAME = ".lock"
 class RunFolderBusy(ValueError):
     """Another process is writing the run folder."""
 from pyrogen.viz import image_grid, save_image_grid
+
+
+#: entries of an epoch's record that are not figures of the epoch (or are said otherwise): the
+#: epoch line and the curves leave them out
+NOT_FIGURES = ("epoch", "lr", "sec", "steps", "threads", "batch_size", "beta", "binarize",
+               "iterations", "iterations_in_epoch")
+
+
+def interactive() -> bool:
+    """Whether standard error is a terminal or a Jupyter kernel's (where a bar can redraw)."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+
+
+def epoch_line(record: dict[str, Any], epochs: int, images: int) -> str:
+    """One plain line for an epoch's record: its losses and figures, the learning rate, the
+    seconds and the images per second, e.g.
+    ``epoch 3/10: train_loss 45.21, valid_loss 46.02; lr 0.000854; 1.2 s, 48,700 images/s``."""
+    figures = [f"{k} {v:.5g}" for k, v in record.items()
+               if k not in NOT_FIGURES and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    parts = [f"epoch {record['epoch']}/{epochs}: " + ", ".join(figures)]
+    if "lr" in record:
+        parts.append(f"lr {record['lr']:.3g}")
+    seconds = record.get("sec")
+    if seconds:
+        speed = f", {images / seconds:,.0f} images/s" if images else ""
+        parts.append(f"{seconds:.1f} s{speed}")
+    if record.get("rolled_back"):
+        parts.append(f"rerun after {len(record['rolled_back'])} rollback(s)")
+    return "; ".join(parts)
 
 
 def _tensorboard_writer(folder: Path) -> Any:

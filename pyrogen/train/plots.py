@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pyrogen.files import atomic_write
-from pyrogen.train.logging import read_metrics
+from pyrogen.train.logging import NOT_FIGURES, read_metrics
 
-#: figures of an epoch's record that are not plotted (said elsewhere, or not of the epoch)
-_SKIPPED = ("epoch", "lr", "sec", "steps", "threads", "batch_size", "binarize", "iterations",
-            "iterations_in_epoch", "beta")
 #: the name of the picture in the run folder
 CURVES_NAME = "curves.png"
 
@@ -29,7 +26,7 @@ CURVES_NAME = "curves.png"
 def _panels(history: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
     keys: list[str] = []
     for record in history:
-        keys += [k for k, v in record.items() if k not in keys and k not in _SKIPPED
+        keys += [k for k, v in record.items() if k not in keys and k not in NOT_FIGURES
                  and isinstance(v, (int, float)) and not isinstance(v, bool)]
     objective = [k for k in ("train_loss", "valid_loss") if k in keys]
     players = [k for k in keys if k.startswith("loss_") and k not in objective]
@@ -44,10 +41,7 @@ def _panels(history: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
 def plot_history(history: list[dict[str, Any]], out: str | os.PathLike, title: str = "") -> Path:
     """Write the curves of ``history`` (the trainer's per-epoch records) to the PNG ``out``
     (atomically); returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a user's backend and figures are left alone
 
     if not history:
         raise ValueError("the run has no completed epoch to plot")
@@ -56,7 +50,8 @@ def plot_history(history: list[dict[str, Any]], out: str | os.PathLike, title: s
     count = len(panels) + (1 if lrs else 0)
     columns = min(3, count)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * columns, 3.0 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     epochs = [r["epoch"] for r in history]
     rolled = [r["epoch"] for r in history if r.get("rolled_back")]
     flat = list(axes.flat)
@@ -83,7 +78,6 @@ def plot_history(history: list[dict[str, Any]], out: str | os.PathLike, title: s
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
     return atomic_write(out, lambda f: f.write(buffer.getvalue()))
 
 

@@ -45,7 +45,6 @@ from pyrogen.train.checkpoint import (
     set_rng_state,
     upgrade_checkpoint,
 )
-from pyrogen.train.plots import plot_run
 from pyrogen.train.config import (
     TrainConfig,
     default_threads,
@@ -67,7 +66,8 @@ from pyrogen.train.divergence import (
 )
 from pyrogen.train.elbo import ELBOStep
 from pyrogen.train.em import EMStep
-from pyrogen.train.logging import RunLogger
+from pyrogen.train.logging import RunLogger, epoch_line, interactive
+from pyrogen.train.plots import plot_run
 from pyrogen.train.step import NonFiniteLossError, Step
 
 #: options that may differ between a run and its resumption: where it runs, how long, and
@@ -77,34 +77,6 @@ RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "patience", "lr", "d_lr", "
                      "max_rollbacks", "threads", "mlflow")
 #: the changes that move the learning-rate schedule
 _SCHEDULE_CHANGES = ("lr", "d_lr", "lr_schedule", "lr_decay", "lr_min", "lr_milestones")
-
-#: record entries an epoch line leaves out (said otherwise, or not figures of the epoch)
-_NOT_SHOWN = ("epoch", "lr", "sec", "steps", "threads", "batch_size", "beta", "binarize", "iterations",
-              "iterations_in_epoch")
-
-
-def _interactive() -> bool:
-    """Whether standard error is a terminal or a Jupyter kernel's (where a bar can redraw)."""
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
-
-
-def epoch_line(record: dict[str, Any], epochs: int, images: int) -> str:
-    """One plain line for an epoch's record: its losses and figures, the learning rate, the
-    seconds and the images per second, e.g.
-    ``epoch 3/10: train_loss 45.21, valid_loss 46.02; lr 0.000854; 1.2 s, 48,700 images/s``."""
-    figures = [f"{k} {v:.5g}" for k, v in record.items()
-               if k not in _NOT_SHOWN and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    parts = [f"epoch {record['epoch']}/{epochs}: " + ", ".join(figures)]
-    if "lr" in record:
-        parts.append(f"lr {record['lr']:.3g}")
-    seconds = record.get("sec")
-    if seconds:
-        speed = f", {images / seconds:,.0f} images/s" if images else ""
-        parts.append(f"{seconds:.1f} s{speed}")
-    if record.get("rolled_back"):
-        parts.append(f"rerun after {len(record['rolled_back'])} rollback(s)")
-    return "; ".join(parts)
-
 
 #: the step for each :data:`~pyrogen.models.base.FIT_KINDS` a facade declares
 STEPS: dict[str, Callable[[], Step]] = {
@@ -161,7 +133,7 @@ class Trainer:
     :param run_dir: the run folder; ``None`` writes nothing.
     :param Step step: what an epoch does (default: :func:`default_step`).
     :param bool progress: show a tqdm progress bar while standard error is a terminal. Every
-        epoch also prints one line (:func:`epoch_line`) to standard error, bar or not.
+        epoch also prints one line (:func:`~pyrogen.train.logging.epoch_line`) to standard error, bar or not.
     :param callbacks: functions ``callback(trainer, record)`` called after each
         epoch's validation, before the checkpoint is written; they may add
         entries to the epoch's ``record`` (e.g. a test log-likelihood). They
@@ -222,7 +194,7 @@ class Trainer:
 
             require_mlflow()  # before any work
         self.logger = RunLogger(self.run_dir, model, data, config, enabled=self.rank == 0)
-        self.threads = config.threads or default_threads()
+        self.threads = torch.get_num_threads()  # until fit() sets config's (set_threads)
 
     # ------------------------------------------------------------ optimisation
     def add_optimizer(self, name: str, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
@@ -289,7 +261,7 @@ class Trainer:
     def progress_bar(self, total: int | None, iterable: Any = None) -> tqdm:
         """The epoch's progress bar: rank 0 only, with ``progress``, and only when standard
         error is a terminal (or a notebook); a log file gets the epoch lines alone."""
-        shown = self.progress and self.rank == 0 and _interactive()
+        shown = self.progress and self.rank == 0 and interactive()
         return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
                     disable=not shown, leave=False)
 
@@ -436,7 +408,7 @@ class Trainer:
         if self.history and self.step.finished(self.history[-1]):
             return self.history  # a converged run has nothing left to do
         self.logger.start()
-        self.threads = self._set_threads()
+        self.threads = self.set_threads()
         if fresh:  # each rank its own sampling noise; rank 0 draws what one process would
             pyro.set_rng_seed(self.config.seed + self.rank)
         try:
@@ -457,14 +429,14 @@ class Trainer:
                     break
             if self.run_dir is not None and self.rank == 0 and self.history:
                 plot_run(self.run_dir)  # RUN/curves.png
-            self.logger.finish()
+            self.logger.finish()  # MLflow's artifacts
         finally:
             self.logger.close()
         return self.history
 
-    def _set_threads(self) -> int:
+    def set_threads(self) -> int:
         """Set torch's CPU threads to ``config.threads`` (0: :func:`~pyrogen.train.config.default_threads`)
-        and say so once, on a CPU run; returns the number in use."""
+        and say so once, on a CPU run; returns the number in use. :meth:`fit` calls it first."""
         wanted = self.config.threads or default_threads()
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
