@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-SCORES = ("classes_covered", "min_class_share", "class_kl", "precision", "recall",
+SCORES = ("classes_covered", "min_class_share", "rarest_class", "class_kl", "precision", "recall",
           "frechet_distance", "frechet_floor", "nll", "accuracy", "linear_probe_accuracy",
           "reconstruction_ratio", "conditional_accuracy", "conditional_accuracy_min")
 

@@ -244,10 +244,17 @@ class Family:
 MNIST_SIZED = ("mnist", "fashion-mnist", "binarized-mnist")
 
 
-def per_dataset(digits: dict[str, Any], mnist: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A :attr:`Family.dataset_defaults`: ``digits``' own values, and ``mnist``'s for every
-    data set of :data:`MNIST_SIZED` (``folder`` keeps the facade's generic defaults)."""
-    return {"digits": digits, **{name: dict(mnist) for name in MNIST_SIZED}}
+def per_dataset(digits: dict[str, Any], mnist: dict[str, Any],
+                **own: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A :attr:`Family.dataset_defaults`: ``digits``' own values, ``mnist``'s for every data
+    set of :data:`MNIST_SIZED`, and on top of those a data set's own values where they differ
+    (keywords named by the data set, ``-`` written ``_``: ``fashion_mnist={"epochs": 80}``);
+    ``folder`` keeps the facade's generic defaults."""
+    unknown = sorted(set(own) - {name.replace("-", "_") for name in MNIST_SIZED})
+    if unknown:
+        raise ValueError(f"per_dataset: {unknown} are not MNIST-sized data sets {MNIST_SIZED}")
+    return {"digits": digits, **{name: {**mnist, **own.get(name.replace("-", "_"), {})}
+                                 for name in MNIST_SIZED}}
 
 
 #: the scores of :attr:`Family.quality` whose bound is an upper one

@@ -55,7 +55,8 @@ def mode_coverage(generated: torch.Tensor, data: torch.Tensor, num_classes: int,
     * ``class_kl``: :math:`\mathrm{KL}(g \,\|\, d) = \sum_c g_c \log (g_c / d_c)`, 0 for a
       perfect match (infinite if a class is generated that the data lack);
     * ``min_class_share``: :math:`\min_c g_c` over the data's classes, the share of the
-      rarest one among the generated points (0 if a class is missing).
+      rarest one among the generated points (0 if a class is missing), and ``rarest_class``,
+      that class.
 
     :param generated: predicted labels of generated points ``(n,)``.
     :param data: labels of data points ``(m,)``.
@@ -72,7 +73,9 @@ def mode_coverage(generated: torch.Tensor, data: torch.Tensor, num_classes: int,
     else:
         nz = g > 0
         kl = float((g[nz] * (g[nz] / d[nz]).log()).sum())
-    return {"classes_covered": covered, "class_kl": kl, "min_class_share": float(g[present].min())}
+    shares = torch.where(present, g, torch.inf)
+    return {"classes_covered": covered, "class_kl": kl, "min_class_share": float(g[present].min()),
+            "rarest_class": int(shares.argmin())}
 
 
 def _knn_radii(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:

@@ -22,7 +22,8 @@ def test_class_histogram_and_errors():
 
 def test_mode_coverage_matches_hand_values():
     data = torch.tensor([0, 1, 2, 3] * 25)  # uniform over 4 classes
-    assert mode_coverage(data, data, 4) == {"classes_covered": 1.0, "class_kl": 0.0, "min_class_share": 0.25}
+    assert mode_coverage(data, data, 4) == {"classes_covered": 1.0, "class_kl": 0.0,
+                                            "min_class_share": 0.25, "rarest_class": 0}
     collapsed = torch.zeros(100, dtype=torch.long)  # every sample is a 0
     result = mode_coverage(collapsed, data, 4)
     assert result["classes_covered"] == 0.25
@@ -34,7 +35,11 @@ def test_mode_coverage_matches_hand_values():
     rare = torch.tensor([0] * 49 + [1] * 49 + [2] * 2)
     assert mode_coverage(rare, data, 4)["classes_covered"] == 0.5
     assert mode_coverage(rare, data, 4)["min_class_share"] == 0.0  # class 3 is missing
-    assert mode_coverage(torch.tensor([0] * 40 + [1] * 30 + [2] * 27 + [3] * 3), data, 4)["min_class_share"] == 0.03
+    assert mode_coverage(rare, data, 4)["rarest_class"] == 3
+    few_threes = mode_coverage(torch.tensor([0] * 40 + [1] * 30 + [2] * 27 + [3] * 3), data, 4)
+    assert few_threes["min_class_share"] == 0.03 and few_threes["rarest_class"] == 3
+    # a class the data lack is not the rarest one, even at share 0
+    assert mode_coverage(torch.tensor([0, 1]), torch.tensor([0, 1, 1]), 3)["rarest_class"] == 0
     assert mode_coverage(torch.tensor([3]), torch.tensor([0, 1]), 4)["class_kl"] == math.inf
 
 
