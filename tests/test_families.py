@@ -195,3 +195,43 @@ def test_quality_failures_name_each_missed_bound():
     assert "fd_over_floor" in failures[1] and "<=" in failures[1]
     assert quality_failures(gan, "digits", {})  # a missing score is a failure, not a pass
     assert quality_failures(gan, "folder", {}) == []  # no bounds declared there
+
+
+def test_per_dataset_takes_a_data_sets_own_values():
+    from pyrogen.families.base import per_dataset
+
+    defaults = per_dataset({"epochs": 1}, {"epochs": 2, "lr": 0.1}, fashion_mnist={"epochs": 3})
+    assert defaults["digits"] == {"epochs": 1}
+    assert defaults["mnist"] == defaults["binarized-mnist"] == {"epochs": 2, "lr": 0.1}
+    assert defaults["fashion-mnist"] == {"epochs": 3, "lr": 0.1}
+    with pytest.raises(ValueError, match=r"\['cifar'\] are not MNIST-sized"):
+        per_dataset({}, {}, cifar={})
+    # the bare cvae on an unlabelled data set completes the bottom halves
+    assert get("cvae").defaults("binarized-mnist")["model"]["quadrants"] == 2
+    assert get("cvae").defaults("mnist")["model"]["quadrants"] is None
+
+
+def test_sample_quality_on_an_unlabelled_data_set_uses_the_classifiers_reading(classifier_run):
+    """binarized-mnist has no labels: the class histogram of the samples is compared with the
+    classifier's predictions on the real images, and the probe (which needs labels) is left out."""
+    import dataclasses
+
+    from pyrogen.families.base import Request
+    from pyrogen.families.quality import quality
+    from pyrogen.families.runs import load_classifier
+    from pyrogen.models import AAE
+
+    data = load_dataset("digits", limit=300)
+    unlabelled = dataclasses.replace(
+        data, num_classes=None,
+        **{name: dataclasses.replace(getattr(data, name), labels=None) for name in ("train", "test")})
+    clf = load_classifier(classifier_run, data, "cpu")
+    request = Request(features=classifier_run, classifier=lambda: clf, num_samples=100)
+    torch.manual_seed(0)
+    model = AAE(data.shape, latent_dim=2, arch="mlp", hidden=(16,))
+    scores = quality(request, model, unlabelled, unlabelled.test)
+    assert scores["class_reference"] == "the classifier's reading of the real images"
+    assert 0 <= scores["min_class_share"] <= 1 and "reconstruction_error" in scores
+    assert "linear_probe_accuracy" not in scores
+    labelled = quality(request, model, data, data.test)
+    assert labelled["class_reference"] == "the data set's" and "linear_probe_accuracy" in labelled
