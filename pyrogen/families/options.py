@@ -214,8 +214,16 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("ema_decay", "keep an exponential moving average of the weights with decay D, e.g. "
                "0.999 (memory about 1/(1-D) steps); validation, the best checkpoint, pictures, "
                "evaluate and sample use it (0: none)", type=unit_interval, metavar="D"),
-        Option("jit", "compile the loss with torch.jit (--no-jit keeps the last, smaller batch "
-               "of each epoch)", boolean=True),
+        Option("jit", "record the loss once as a PyTorch graph (torch.export) and replay it "
+               "(--no-jit: Pyro's loss on every step, and the last, smaller batch of each "
+               "epoch is kept)", boolean=True),
+        Option("precision", "the training loss's arithmetic: 32 (float32), bf16 (bfloat16 "
+               "autocast: CPU and CUDA) or 16 (float16 autocast with a gradient scaler; CUDA "
+               "only); parameters, validation and evaluation stay float32",
+               choices=("32", "bf16", "16")),
+        Option("inductor", "also compile the recorded loss with torch.compile (fused kernels: "
+               "faster steps for larger networks after some seconds of compilation; needs --jit)",
+               boolean=True),
     ),
     "elbo": (
         Option("objective", "elbo (Trace_ELBO), meanfield (TraceMeanField_ELBO, analytic KL), iwae "

@@ -6,7 +6,7 @@ from pyrogen.infer.ali import Trace_ALI
 from pyrogen.infer.em import e_step, exact_em, generalised_em
 from pyrogen.infer.importance import bits_per_dim, elbo, log_importance_weights, log_likelihood
 from pyrogen.infer.iwae import Trace_IWAE
-from pyrogen.infer.jit import CompiledLoss
+from pyrogen.infer.compiled import CompiledLoss
 from pyrogen.infer.mcem import SIRPosterior, Trace_MCEM
 
 __all__ = [

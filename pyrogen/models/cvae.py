@@ -188,7 +188,7 @@ class CVAEModel(NamedPyroModule):
         if self.condition == "class-mean":
             return dist.Normal(self.class_means[y.long()], self.prior_scale).to_event(1)
         # the baseline is trained first and stays fixed; detach (not only no_grad,
-        # which torch.jit.trace does not record) keeps gradients out of it
+        # which a recorded graph need not keep) keeps gradients out of it
         with torch.no_grad():
             x_hat = self.baseline.likelihood.mean(self.baseline.predict(c)).detach()
         loc, scale = self.prior_net(torch.cat([c, x_hat.reshape(c.shape[0], -1)], -1))

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pyro
 import torch
 
-from pyrogen.infer.jit import CompiledLoss
+from pyrogen.infer.compiled import CompiledLoss
 from pyrogen.train.config import SHARED_GROUPS, build_objective, kl_weight
 from pyrogen.train.pretrain import train_baseline
 from pyrogen.train.distributed import average_buffers
@@ -49,7 +49,8 @@ class ELBOStep(Step):
         self.objective = build_objective(config)
         self.compiled = config.jit and config.objective != "mcem"  # the E-step samples by MCMC
         if self.compiled:
-            self.loss = CompiledLoss(self.objective, model.model, model.guide)
+            self.loss = CompiledLoss(self.objective, model.model, model.guide,
+                                     backend="inductor" if config.inductor else "export")
         else:
             self.loss = self.objective(model.model, model.guide)
         self.params = [p for p in self.loss.parameters() if p.requires_grad]
@@ -88,7 +89,9 @@ class ELBOStep(Step):
                     self._trace(trainer, args, kwargs)
                 where = (f"at epoch {epoch + 1}, step {count + 1} "
                          f"(global step {trainer.global_step + 1})")
-                loss = trainer.optimise(self.loss(*args, **kwargs), self.params, self.optimizer,
+                with trainer.autocast():
+                    value = self.loss(*args, **kwargs)
+                loss = trainer.optimise(value.float(), self.params, self.optimizer,
                                         where=where, probe=site_probe(trainer.model, args, kwargs))
             total += loss
             count += 1
@@ -109,13 +112,14 @@ class ELBOStep(Step):
         }
 
     def _trace(self, trainer: Any, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> None:
-        # A JIT loss traces its first call with extra executions that draw random
+        # A recorded loss runs its first call with extra executions that draw random
         # numbers; tracing outside the run's RNG stream keeps a resumed run
         # identical to one that was never stopped.
         key = (tuple(tuple(a.shape) for a in args), tuple(sorted(kwargs.items())))
         if key in self._traced:
             return
-        with torch.random.fork_rng(devices=trainer.rng_devices()), pyro.validation_enabled(False):
+        with torch.random.fork_rng(devices=trainer.rng_devices()), pyro.validation_enabled(False), \
+                trainer.autocast():
             self.loss(*args, **kwargs)
         self._traced.add(key)
 

@@ -18,7 +18,7 @@ import pyro
 import torch
 
 from pyrogen.data.split import derive_seed
-from pyrogen.infer.jit import CompiledLoss
+from pyrogen.infer.compiled import CompiledLoss
 from pyrogen.train.config import build_optimizer
 from pyrogen.train.step import sum_across_ranks
 
@@ -37,7 +37,8 @@ def train_baseline(trainer: Any) -> dict[str, Any]:
     model, guide = trainer.model.baseline_pair()
     config, epochs = trainer.config, int(trainer.model.config["baseline_epochs"])
     elbo = pyro.infer.Trace_ELBO(max_plate_nesting=1)
-    loss_fn = CompiledLoss(elbo, model, guide) if config.jit else elbo(model, guide)
+    backend = "inductor" if config.inductor else "export"
+    loss_fn = CompiledLoss(elbo, model, guide, backend=backend) if config.jit else elbo(model, guide)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(config, params)
     num_data = len(trainer.data.train)

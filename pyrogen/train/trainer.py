@@ -186,6 +186,8 @@ class Trainer:
         self.best_valid = math.inf
         self.bad_epochs = 0
         self.guard = DivergenceGuard(config.divergence_band)
+        #: float16's gradient scaler (``config.precision == "16"``, CUDA), else None
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "16" else None
         self.lr_scale = 1.0  # the product of the rollbacks' reductions
         self.rollbacks: list[dict[str, Any]] = []  # every rollback of the run
         self._rolled_back: list[dict[str, Any]] = []  # those the next epoch's record reports
@@ -246,14 +248,21 @@ class Trainer:
                     site = f"site not found: {type(e).__name__}: {str(e).splitlines()[0]}"
             raise DivergenceError(f"the {what} {why} {where}", site)
         self.guard.accept(value, key)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        scaled = loss if self.scaler is None else self.scaler.scale(loss)
+        grads = torch.autograd.grad(scaled, params, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None and zero_unused else g
         if self.world_size > 1:
             average_gradients(params)
+        if self.scaler is not None:  # float16: true gradients before clipping; a step with
+            self.scaler.unscale_(optimizer)  # an overflow is skipped and the scale lowered
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
-        optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
         if average and self.average is not None:
             self.average.update()
         return value
@@ -264,6 +273,14 @@ class Trainer:
         shown = self.progress and self.rank == 0 and interactive()
         return tqdm(iterable, total=total, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
                     disable=not shown, leave=False)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The arithmetic of a training loss's forward pass (``config.precision``):
+        ``torch.autocast`` to bfloat16 or float16 on the run's device, or nothing for float32."""
+        if self.config.precision == "32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def batch_size(self) -> int:
         """The minibatch size of the current epoch (``config.batch_schedule``)."""

@@ -105,3 +105,96 @@ def test_compiled_loss_value_follows_the_parameters_after_compilation(elbo):
     with pyro.validation_enabled(False):
         expected = sum(elbo().loss(vae.model, vae.guide, x) for _ in range(400)) / 400
     assert got.item() == pytest.approx(expected, rel=0.01)
+
+
+def test_a_guide_without_rsample_runs_eagerly_and_says_why():
+    """A score-function site cannot be recorded: the loss is Pyro's own, with one warning."""
+    import pyro.distributions as dist
+    from pyro.nn import PyroModule, PyroParam
+
+    class Coin(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.p = PyroParam(torch.tensor(0.3), constraint=torch.distributions.constraints.unit_interval)
+
+        def forward(self, x):
+            z = pyro.sample("z", dist.Bernoulli(self.p))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    class CoinGuide(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.q = PyroParam(torch.tensor(0.6), constraint=torch.distributions.constraints.unit_interval)
+
+        def forward(self, x):
+            pyro.sample("z", dist.Bernoulli(self.q))
+
+    pyro.clear_param_store()
+    model, guide = Coin(), CoinGuide()
+    compiled = CompiledLoss(Trace_ELBO(), model, guide)
+    x = torch.tensor(0.7)
+    with pytest.warns(RuntimeWarning, match="runs eagerly.*'z' has no rsample"):
+        compiled(x)
+    pyro.set_rng_seed(3)
+    got = compiled(x)
+    pyro.set_rng_seed(3)
+    assert got.item() == pytest.approx(Trace_ELBO().differentiable_loss(model, guide, x).item())
+
+
+def test_the_recorded_graph_shares_parameters_and_buffers():
+    """An optimiser's in-place updates and batch norm's running statistics act on the tensors
+    the graph uses."""
+    import pyro.distributions as dist
+    from pyro.nn import PyroModule
+
+    class Model(PyroModule):
+        def forward(self, x):
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 2), 1.0).to_event(1))
+                pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True), 1.0).to_event(1), obs=x)
+
+    class Guide(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.BatchNorm1d(4),
+                                           torch.nn.Linear(4, 4))
+
+        def forward(self, x):
+            loc, log_scale = self.net(x).chunk(2, -1)
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+    pyro.clear_param_store()
+    model, guide = Model(), Guide()
+    x = torch.randn(16, 1)
+    compiled = CompiledLoss(Trace_ELBO(), model, guide)
+    compiled(x)
+    running = guide.net[1].running_mean.clone()
+    compiled(x).backward()
+    assert not torch.equal(running, guide.net[1].running_mean)  # the graph updated the buffer
+    assert guide.net[0].weight.grad is not None
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.mul_(0.5)  # in place, as an optimiser's step
+    pyro.set_rng_seed(0)
+    got = compiled(x).item()
+    pyro.set_rng_seed(0)
+    assert got == pytest.approx(Trace_ELBO().differentiable_loss(model, guide, x).item(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_inductor_backend_equals_pyro_loss_and_gradients():
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
+    x = torch.bernoulli(torch.rand(10, 1, 8, 8))
+    compiled = CompiledLoss(Trace_ELBO(), vae.model, vae.guide, backend="inductor")
+    compiled(x, num_data=100)  # records and compiles
+    expected = Trace_ELBO().differentiable_loss
+    got = torch.stack([compiled(x, num_data=100).detach() for _ in range(300)]).mean()
+    want = torch.stack([expected(vae.model, vae.guide, x, num_data=100).detach() for _ in range(300)]).mean()
+    assert got.item() == pytest.approx(want.item(), rel=0.02)
+
+
+def test_an_unknown_backend_is_refused():
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        CompiledLoss(Trace_ELBO(), vae.model, vae.guide, backend="jit")

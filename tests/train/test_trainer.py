@@ -318,7 +318,8 @@ def test_a_checkpoint_of_the_old_layout_resumes_exactly(data, tmp_path):
 
 def test_generalised_em_through_the_trainer_equals_generalised_em(tmp_path):
     """EMStep's generalised EM takes the same steps as pyrogen.infer.generalised_em (the same
-    random stream, the same Adam), one iteration per epoch; its best checkpoint is the last."""
+    random stream, the same Adam, though the trainer's runs torch's fused kernels, which round
+    differently), one iteration per epoch; its best checkpoint is the last."""
     from pyrogen.infer import generalised_em
     from pyrogen.models import Mixture
 
@@ -335,7 +336,7 @@ def test_generalised_em_through_the_trainer_equals_generalised_em(tmp_path):
     x = next(iter(data.train.batches(len(data.train), seed=0))).x
     theirs.init_from_data(x, method="kmeans++", seed=0)
     lls = generalised_em(theirs, x, num_iters=3, steps_per_iter=2, lr=0.05, batch_size=50)
-    assert [-r["train_loss"] for r in history] == lls[1:]
+    assert [-r["train_loss"] for r in history] == pytest.approx(lls[1:], rel=1e-6)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 3
 
 
