@@ -1,6 +1,8 @@
-"""Losses and estimators: importance-weighted bounds, log-likelihoods, adversarial losses."""
+"""Losses and estimators: importance-weighted bounds, log-likelihoods (importance sampling and
+annealed importance sampling with BDMC bounds), adversarial losses."""
 
 from pyrogen.infer.adversarial import AdversarialLoss, Trace_AAE, Trace_GAN
+from pyrogen.infer.ais import AISResult, ais, bdmc
 from pyrogen.infer.ali import Trace_ALI
 
 from pyrogen.infer.em import e_step, exact_em, generalised_em
@@ -10,6 +12,7 @@ from pyrogen.infer.compiled import CompiledLoss
 from pyrogen.infer.mcem import SIRPosterior, Trace_MCEM
 
 __all__ = [
+    "AISResult",
     "AdversarialLoss",
     "Trace_AAE",
     "Trace_ALI",
@@ -18,6 +21,8 @@ __all__ = [
     "SIRPosterior",
     "Trace_IWAE",
     "Trace_MCEM",
+    "ais",
+    "bdmc",
     "bits_per_dim",
     "e_step",
     "elbo",

@@ -184,6 +184,8 @@ class CompiledLoss(nn.Module):
         self.eager_reason: str | None = None
 
     def forward(self, *args: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The loss on ``args`` (the graph's inputs) with ``kwargs`` (constants of the graph):
+        the recorded graph of this shape and these keywords, recorded on its first call."""
         if self.backend == "eager" or self.eager_reason is not None:
             return self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
         key = (tuple((tuple(a.shape), a.dtype, a.device) for a in args), tuple(sorted(kwargs.items())))
