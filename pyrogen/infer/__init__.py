@@ -2,7 +2,7 @@
 annealed importance sampling with BDMC bounds), adversarial losses."""
 
 from pyrogen.infer.adversarial import AdversarialLoss, Trace_AAE, Trace_GAN
-from pyrogen.infer.ais import AISResult, ais, bdmc
+from pyrogen.infer.annealed import AISResult, ais, bdmc
 from pyrogen.infer.ali import Trace_ALI
 
 from pyrogen.infer.em import e_step, exact_em, generalised_em

@@ -6,7 +6,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyrogen.infer.ais import ais, bdmc, sigmoid_schedule
+from pyrogen.infer.annealed import ais, bdmc, sigmoid_schedule
 
 D, LATENT, SIGMA = 8, 2, 0.5
 
