@@ -114,6 +114,12 @@ def _add_evaluate_parser(sub: Any) -> None:
                    "adversarial families (gan, aae, ali)")
     p.add_argument("--num-samples", type=at_least_two, default=None,
                    help="generated samples for the sample-quality metrics (default: the split's size)")
+    p.add_argument("--ais", type=positive_int, default=None, metavar="STEPS",
+                   help="also estimate log p(x) by annealed importance sampling with STEPS "
+                   "intermediate distributions (HMC transitions; a lower bound, with its "
+                   "standard error), for the families with a likelihood p(x|z)")
+    p.add_argument("--ais-chains", type=positive_int, default=16,
+                   help="--ais: chains per data point (default: %(default)s)")
     _add_device(p)
 
 

@@ -74,12 +74,22 @@ class AdversarialFamily(Family):
         model has no likelihood to estimate."""
         from pyrogen.families.quality import quality
 
+        if request.ais:
+            self.ais_model(model)
         if request.features is None:
             article = "an" if self.name[0] in "aeiou" else "a"
             raise ValueError(f"{article} {self.name} has no likelihood to estimate: pass --features "
                              "RUN, a `pyrogen train classifier` run on the same data set, for its "
                              "sample-quality metrics")
         return quality(request, model, data, split)
+
+    def ais_model(self, model: Facade) -> Any:
+        """Refused for now: a generator's :math:`x` is a ``Delta`` of :math:`G(z)`, with no
+        density to anneal towards until the Gaussian observation model of Wu et al. (2017) is
+        added."""
+        raise ValueError(f"--ais needs a likelihood p(x|z); a {self.name}'s generator has none "
+                         "(its x is G(z) exactly), and the Gaussian observation model "
+                         "N(G(z), sigma^2 I) that would give it one is not in pyrogen yet")
 
     def diagnosable(self, model: Facade, x: torch.Tensor) -> tuple[Any, float | None]:
         """A Gaussian encoder against the generator's likelihood, or, for a ``Delta``

@@ -32,7 +32,8 @@ class ClassifierFamily(Family):
     binarize_text = "none; static for binarized-mnist"
 
     dataset_defaults = {"digits": {"epochs": 30}}
-    quality = {"digits": {"accuracy": 0.97}, "mnist": {"accuracy": 0.985}}  # mnist: 0.990
+    quality = {"digits": {"accuracy": 0.97}, "mnist": {"accuracy": 0.985},  # mnist: 0.990
+               "fashion-mnist": {"accuracy": 0.88}}  # measured 0.894
 
     def binarize_for(self, model_options: dict[str, Any]) -> str:
         return "none"
@@ -52,6 +53,9 @@ class ClassifierFamily(Family):
         """The accuracy and the exact negative log-likelihood :math:`-\\log p(y \\mid x)`."""
         if request.features is not None:
             raise ValueError("--features scores samples; a classifier draws none")
+        if request.ais:
+            raise ValueError("--ais anneals over latent variables; a classifier has none (its "
+                             "nll is exact)")
         batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
         x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
         return {"accuracy": model.accuracy(x, y),

@@ -82,6 +82,12 @@ class DFCVAEFamily(Family):
 
         return DFCVAE(data.shape, load_classifier(features, data, "cpu"), **options)
 
+    def ais_model(self, model: Facade) -> Any:
+        """Refused: the DFC-VAE's "likelihood" is an unnormalised density of classifier
+        features, so no log-likelihood of x exists to bound."""
+        raise ValueError("--ais bounds log p(x); a dfcvae's loss is an unnormalised density of "
+                         "classifier features, not a likelihood of the images")
+
     def evaluate_more(self, model: Facade, batches: list) -> dict[str, Any]:
         # an unnormalised log-density of classifier features: no bits per dimension
         return {"feature_space": True, "bits_per_dim": None}

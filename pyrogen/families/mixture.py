@@ -40,7 +40,11 @@ class MixtureFamily(Family):
     quality = {"digits": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.8,
                           "recall": 0.75, "fd_over_floor": 2.0, "nll": 24.0},
                "mnist": {"classes_covered": 0.7, "precision": 0.65, "fd_over_floor": 40.0,
-                         "nll": 134.0}}
+                         "nll": 134.0},
+               # Fashion-MNIST, the same Bernoulli draws of binarised clothes: 8 of 10 classes,
+               # precision 0.93, FD 7.7x its floor, NLL 253.3
+               "fashion-mnist": {"classes_covered": 0.7, "precision": 0.85, "fd_over_floor": 10.0,
+                                 "nll": 256.0}}
     group_notes = {
         "run": "--epochs counts EM iterations; exact EM stops earlier at --tol",
         "optimisation": "generalised EM's gradient M-steps only: exact EM has no optimiser and "
@@ -49,6 +53,12 @@ class MixtureFamily(Family):
     }
 
     binarize_text = "static for bernoulli components, none for gaussian ones"
+
+    def ais_model(self, model: Facade) -> Any:
+        """Refused: the mixture's latent is a discrete component, which HMC cannot move, and
+        its likelihood is exact already."""
+        raise ValueError("--ais anneals over continuous latents with HMC; a mixture's latent is a "
+                         "discrete component, and its nll is exact already")
 
     def binarize_for(self, model_options: dict[str, Any]) -> str:
         return "none" if model_options["component"] == "gaussian" else "static"
