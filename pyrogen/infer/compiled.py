@@ -222,10 +222,13 @@ class CompiledLoss(nn.Module):
             return self._run_eagerly(str(e))
         except Exception as e:  # noqa: BLE001 - any recording failure: Pyro's eager loss, said once
             return self._run_eagerly(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
-        graph = exported.module()
+        graph = exported.module(check_guards=False)
         if self.backend == "inductor":
             return _Inductor(graph)
-        return graph
+        # the graph's own forward: the module's call would first run export's input checks
+        # (about a millisecond a step), which the key of this graph (shapes, dtypes, devices
+        # and keywords) already guarantees
+        return graph.forward
 
     def _run_eagerly(self, why: str) -> None:
         self.eager_reason = why
