@@ -39,8 +39,12 @@ class CVAEFamily(Family):
     #: latent 8: 0.87, 16: 0.69), at the cost of likelihood (NLL 115.0; 8: 99.4, 16: 91.7)
     #: binarized-mnist has no labels: the bare command completes the bottom half of each
     #: image from its top half (Sohn et al.'s task), with a code of the MNIST-sized size
+    #: Fashion-MNIST: the prior network reads the class better (conditional accuracy 0.75,
+    #: FD 60x its floor; encoder-decoder: 0.58, 91x; latent 2: 0.55; a Gaussian likelihood:
+    #: 0.50), still below the 0.9 bar: blurred sandals read as sneakers (their accuracy 0.13)
     dataset_defaults = per_dataset({**DIGITS_SVI, "epochs": 60},
                                    {**MNIST_SVI, "latent_dim": 4, "epochs": 30},
+                                   fashion_mnist={"condition": "prior-network"},
                                    binarized_mnist={"condition": "prior-network", "quadrants": 2,
                                                     "latent_dim": 16, "epochs": 20})
     # the samples are the means of p(x|z,y): right class (conditional accuracy), little
