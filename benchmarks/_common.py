@@ -1,6 +1,6 @@
 """
 Helpers shared by the benchmark scripts: the network of Burda et al. (2016),
-MNIST loading, peak memory and a median.
+MNIST loading, peak memory, a median, and a per-method slot of Pyro's param store.
 
 Run the scripts from the repository root (``python benchmarks/<name>.py``);
 Python then puts ``benchmarks/`` on the path and ``import _common`` works.
@@ -8,11 +8,14 @@ Python then puts ``benchmarks/`` on the path and ``import _common`` works.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyrogen.data import DataSplits, Split, load_dataset
@@ -50,3 +53,22 @@ def peak_rss_mb() -> float:
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+class ParamStoreSlot:
+    """One method's own contents of Pyro's global parameter store, swapped in for its turn."""
+
+    def __init__(self) -> None:
+        self.state: dict | None = None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        store = pyro.get_param_store()
+        store.clear()
+        if self.state is not None:
+            store.set_state(self.state)
+        try:
+            yield
+        finally:
+            self.state = store.get_state()
+            store.clear()
