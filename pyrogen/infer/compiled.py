@@ -147,7 +147,8 @@ class CompiledLoss(nn.Module):
     r"""
     ``elbo.differentiable_loss(model, guide, *args, **kwargs)``, recorded as a PyTorch graph
     on its first call for each distinct set of keyword arguments (constants of the graph,
-    like ``num_data`` and ``beta``) and of input shapes, and replayed afterwards; the
+    like ``num_data`` and ``beta``), of input shapes and of training mode (``model.eval()``
+    changes what batch normalisation does), and replayed afterwards; the
     positional arguments are the graph's inputs (a new shape, e.g. another batch size, is
     recorded anew rather than trusting the recorder to have kept every size symbolic).
 
@@ -188,7 +189,8 @@ class CompiledLoss(nn.Module):
         the recorded graph of this shape and these keywords, recorded on its first call."""
         if self.backend == "eager" or self.eager_reason is not None:
             return self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
-        key = (tuple((tuple(a.shape), a.dtype, a.device) for a in args), tuple(sorted(kwargs.items())))
+        key = (tuple((tuple(a.shape), a.dtype, a.device) for a in args), tuple(sorted(kwargs.items())),
+               getattr(self.model, "training", True), getattr(self.guide, "training", True))
         if key not in self._compiled:
             compiled = self._compile(args, kwargs)
             if compiled is None:

@@ -198,3 +198,13 @@ def test_an_unknown_backend_is_refused():
     vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
     with pytest.raises(ValueError, match="backend must be one of"):
         CompiledLoss(Trace_ELBO(), vae.model, vae.guide, backend="jit")
+
+
+def test_eval_mode_gets_its_own_graph():
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,))
+    x = torch.bernoulli(torch.rand(10, 1, 8, 8))
+    compiled = CompiledLoss(Trace_ELBO(), vae.model, vae.guide)
+    compiled(x)
+    vae.model.eval(), vae.guide.eval()
+    compiled(x)
+    assert len(compiled._compiled) == 2
