@@ -225,14 +225,14 @@ class Family:
         return result
 
     def ais_model(self, model: Facade) -> Callable:
-        """The Pyro model whose latents ``pyrogen evaluate --ais`` anneals over (its decoder's
+        r"""The Pyro model whose latents ``pyrogen evaluate --ais`` anneals over (its decoder's
         likelihood gives :math:`p(x \mid z)`); a ``ValueError`` saying why where AIS does not
         apply. By default the facade's model."""
         return model.model
 
     def evaluate_ais(self, model: Facade, batches: list[tuple[torch.Tensor, ...]],
                      request: Request) -> dict[str, Any]:
-        """``pyrogen evaluate --ais STEPS``: annealed importance sampling of every point of
+        r"""``pyrogen evaluate --ais STEPS``: annealed importance sampling of every point of
         ``batches`` (:func:`~pyrogen.infer.ais`), a stochastic lower bound on
         :math:`\log p(x)` with its standard error over chains."""
         from pyrogen.infer import ais
