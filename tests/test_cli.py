@@ -200,11 +200,24 @@ def test_evaluate_ais_bounds_the_likelihood_and_says_how(capsys, tmp_path):
     assert found["log_likelihood"] > result["elbo"] - 0.5
 
 
-def test_evaluate_ais_is_refused_where_there_is_no_likelihood_to_anneal(capsys, tmp_path):
+def test_evaluate_ais_gives_a_generator_a_gaussian_observation_model(capsys, tmp_path):
     run_dir = tmp_path / "gan"
     code, _, err = run(capsys, "train", "gan", "--dataset", "digits", "--out", run_dir, "--epochs", "1",
                        "--limit", "100", "--no-progress", "--device", "cpu")
     assert code == 0, err
-    code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--features", run_dir)
-    assert code != 0 and "--ais needs a likelihood p(x|z); a gan's generator has none" in err
+    code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--ais-chains", "2")
+    assert code == 0, err
+    found = last_json(out)["ais"]
+    assert found["observation"].startswith("N(G(z), sigma^2 I)") and found["sigma"] in (0.025, 0.05, 0.1, 0.2, 0.4)
+    assert found["sigma_scores"][str(found["sigma"])] == max(found["sigma_scores"].values())
+    assert "validation" in found["sigma_rule"] or "training" in found["sigma_rule"]
+
+
+def test_evaluate_ais_is_refused_where_there_is_no_likelihood_to_anneal(capsys, tmp_path):
+    run_dir = tmp_path / "mixture"
+    code, _, err = run(capsys, "train", "mixture", "--dataset", "digits", "--out", run_dir, "--epochs", "2",
+                       "--limit", "100", "--num-components", "3", "--no-progress", "--device", "cpu")
+    assert code == 0, err
+    code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10")
+    assert code != 0 and "--ais anneals over continuous latents with HMC; a mixture's latent" in err
     assert "Traceback" not in err and not (run_dir / "evaluation.json").exists()

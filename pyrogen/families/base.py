@@ -231,13 +231,14 @@ class Family:
         return model.model
 
     def evaluate_ais(self, model: Facade, batches: list[tuple[torch.Tensor, ...]],
-                     request: Request) -> dict[str, Any]:
+                     request: Request, target: Callable | None = None) -> dict[str, Any]:
         r"""``pyrogen evaluate --ais STEPS``: annealed importance sampling of every point of
         ``batches`` (:func:`~pyrogen.infer.ais`), a stochastic lower bound on
-        :math:`\log p(x)` with its standard error over chains."""
+        :math:`\log p(x)` with its standard error over chains (of ``target``, by default
+        :meth:`ais_model`'s)."""
         from pyrogen.infer import ais
 
-        target = self.ais_model(model)
+        target = self.ais_model(model) if target is None else target
         start = time.perf_counter()
         values, errors, accept = [], [], []
         for args in batches:
