@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test wheel-check docs gallery bench clean-venv
+.PHONY: demo test wheel-check gpu-wheels docs gallery bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,19 @@ test: $(VENV)/.installed-test
 
 wheel-check:
 	.ci/wheel_check
+
+# wheels for benchmarks/gpu_check.sh on a GPU machine without a package index (its torch is
+# its own): pyrogen's wheel and its dependencies' except torch's, for that machine's Python
+GPU_PY ?= 3.11
+GPU_DEPS = pyro-ppl pyro-api opt-einsum arviz xarray xarray-einstats pandas python-dateutil six \
+	tzdata h5netcdf h5py scikit-learn scipy joblib threadpoolctl tqdm matplotlib contourpy \
+	cycler fonttools kiwisolver pyparsing pillow numpy packaging platformdirs typing-extensions \
+	pytest iniconfig pluggy pygments narwhals cloudpickle
+gpu-wheels: $(VENV)/.installed
+	rm -rf gpu-wheels && $(PY) -m pip wheel -q --no-deps -w gpu-wheels .
+	$(PY) -m pip download -q --no-deps -d gpu-wheels --only-binary=:all: --python-version $(GPU_PY) \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform any $(GPU_DEPS)
 
 gallery: $(VENV)/.installed
 	$(PY) docs/gallery.py --work runs/gallery --out docs/_static/gallery
