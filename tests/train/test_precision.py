@@ -11,14 +11,14 @@ from pyrogen.models import VAE
 from pyrogen.train import TrainConfig, Trainer
 
 
-def _fit(precision, tmp_path):
+def _fit(precision, tmp_path, device="cpu"):
     data = load_dataset("digits", binarize="dynamic", limit=300)
     torch.manual_seed(0)
     vae = VAE(data.shape, latent_dim=4, hidden=(64,))
     config = TrainConfig(model="vae", model_config=vae.config, dataset="digits", binarize="dynamic",
-                         limit=300, epochs=8, batch_size=50, lr=3e-3, device="cpu",
+                         limit=300, epochs=8, batch_size=50, lr=3e-3, device=device,
                          precision=precision)
-    trainer = Trainer(vae, data, config, tmp_path / precision, progress=False)
+    trainer = Trainer(vae, data.to(device), config, tmp_path / f"{precision}-{device}", progress=False)
     return trainer, trainer.fit()
 
 
@@ -60,3 +60,12 @@ def test_float16_on_cpu_is_a_one_line_error(capsys, tmp_path):
                        "--device", "cpu", "--out", tmp_path / "v")
     assert code != 0 and "needs a CUDA device" in err and "Traceback" not in err
     assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["16", "bf16"])
+def test_half_precisions_train_on_cuda_to_the_figures_of_float32(precision, tmp_path):
+    trainer, ours = _fit(precision, tmp_path, "cuda")
+    _, full = _fit("32", tmp_path, "cuda")
+    assert ours[-1]["valid_loss"] == pytest.approx(full[-1]["valid_loss"], rel=0.02)
+    assert (trainer.scaler is not None) == (precision == "16")
