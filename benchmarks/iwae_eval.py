@@ -34,7 +34,11 @@ Usage::
     python benchmarks/iwae_eval.py --data-dir ../shared/data/mnist --limit 200 --iw-samples 100
 
 The last line printed is one JSON object; ``ratio_vs_plain`` is the
-hand-written estimator's seconds over pyrogen's (>= ~1.0: pyrogen no slower).
+hand-written estimator's seconds over pyrogen's (>= ~1.0: pyrogen no slower), and
+``pyrogen_over_floor`` pyrogen's seconds over the FLOP floor of its decoder work: the
+decoder's matrix products for every (image, sample) pair, ``2 N K sum(in x out)`` FLOPs, at
+the rate a third worker measures for plain matrix products of the same shapes and rows (no
+bias, activation or likelihood) on this machine (target <= 1.5).
 """
 
 from __future__ import annotations
@@ -99,6 +103,34 @@ def plain_log_likelihood(encoder: nn.Module, decoder: nn.Module, data: torch.Ten
     return torch.cat(results)
 
 
+def decoder_shapes(decoder: nn.Module) -> list[tuple[int, int]]:
+    """The (in, out) sizes of the decoder's linear layers, in order."""
+    return [(m.in_features, m.out_features) for m in decoder.modules() if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
+def matmul_rate(shapes: list[tuple[int, int]], rows: int, device: torch.device,
+                seconds: float = 5.0) -> float:
+    """FLOP/s of plain matrix products of the decoder's shapes on ``rows`` rows (no bias, no
+    activation, no likelihood): the machine's rate for the decoder's work, which sets the floor."""
+    weights = [torch.randn(i, o, device=device) for i, o in shapes]
+    x = torch.randn(rows, shapes[0][0], device=device)
+    flops = 2 * rows * sum(i * o for i, o in shapes)
+
+    def once() -> None:
+        h = x
+        for w in weights:
+            h = h @ w
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    once()
+    start, reps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        once()
+        reps += 1
+    return flops * reps / (time.perf_counter() - start)
+
+
 def load_network(args: argparse.Namespace) -> nn.Module:
     if args.run is not None:
         vae, _ = load_run(args.run, "last", device=args.device)
@@ -118,6 +150,14 @@ def worker(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     vae = load_network(args)
     x = test_images(args)
+    if args.worker == "floor":
+        shapes = decoder_shapes(vae.model.decoder)
+        rows = chunk_size(min(args.batch_size, len(x)), x[0].numel(), args.chunk_size) * min(args.batch_size, len(x))
+        rate = matmul_rate(shapes, rows, torch.device(args.device))
+        flops = 2 * len(x) * args.iw_samples * sum(i * o for i, o in shapes)
+        return {"estimator": "floor", "iw_samples": args.iw_samples, "decoder_flops": flops,
+                "matmul_flops_per_sec": rate, "sec": flops / rate, "rows": rows,
+                "shapes": shapes, "threads": torch.get_num_threads()}
     rss_before = peak_rss_mb()
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -178,9 +218,15 @@ def main(args: argparse.Namespace) -> dict:
                 print(json.dumps(runs[estimator]), flush=True)
             diff = lls["pyrogen"] - lls["plain"]  # same draws: zero up to float rounding
             p, q = runs["pyrogen"], runs["plain"]
+            floor = run_worker(args, "floor", k, Path(tmp) / f"floor-{k}.pt")
+            print(json.dumps(floor), flush=True)
             per_k.append({
                 "iw_samples": k,
                 "ratio_vs_plain": q["sec"] / p["sec"],
+                "floor_sec": floor["sec"],
+                "pyrogen_over_floor": p["sec"] / floor["sec"],
+                "plain_over_floor": q["sec"] / floor["sec"],
+                "matmul_flops_per_sec": floor["matmul_flops_per_sec"],
                 "pyrogen_sec": p["sec"],
                 "plain_sec": q["sec"],
                 "pyrogen_nll": p["nll"],
@@ -200,7 +246,8 @@ def main(args: argparse.Namespace) -> dict:
     main_k = next((r for r in per_k if r["iw_samples"] == args.iw_samples), per_k[-1])
     return {
         "benchmark": "iwae_eval",
-        **{key: main_k[key] for key in ("iw_samples", "ratio_vs_plain", "pyrogen_sec", "plain_sec",
+        **{key: main_k[key] for key in ("iw_samples", "ratio_vs_plain", "pyrogen_over_floor",
+                                        "plain_over_floor", "floor_sec", "pyrogen_sec", "plain_sec",
                                         "pyrogen_nll", "plain_nll", "nll_stderr", "nll_difference",
                                         "nll_difference_stderr", "test_points", "chunk_size")},
         "peak_rss_mb": max(max(r["pyrogen_peak_rss_mb"], r["plain_peak_rss_mb"]) for r in per_k),
@@ -232,7 +279,7 @@ if __name__ == "__main__":
     p.add_argument("--limit", type=int, default=None, help="smoke runs: first N test points")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the workers")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--worker", choices=ESTIMATORS, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=ESTIMATORS + ("floor",), default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     print(json.dumps(worker(args) if args.worker else main(args)))
