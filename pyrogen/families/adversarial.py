@@ -114,7 +114,7 @@ class AdversarialFamily(Family):
         sigma = max(scores, key=scores.get)
         target = model.model.with_gaussian_noise(sigma)
         batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
-        result = Family.evaluate_ais(self, model, batches, request, target=target)
+        result = self.evaluate_ais(model, batches, request, target=target)
         result.update({"observation": "N(G(z), sigma^2 I) (Wu et al., 2017)", "sigma": sigma,
                        "sigma_rule": f"the best of {list(self.SIGMAS)} by AIS on "
                                      f"{len(x_val)} {'validation' if len(data.valid) else 'training'} points",

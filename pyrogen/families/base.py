@@ -240,7 +240,7 @@ class Family:
 
         target = self.ais_model(model) if target is None else target
         start = time.perf_counter()
-        values, errors, accept = [], [], []
+        values, errors, accept, found = [], [], [], None
         for args in batches:
             found = ais(target, *args, num_steps=request.ais, num_chains=request.ais_chains)
             values.append(found.log_likelihood)
@@ -249,7 +249,8 @@ class Family:
         values, errors = torch.cat(values), torch.cat(errors)
         return {"estimator": "annealed importance sampling (a stochastic lower bound on log p(x))",
                 "schedule": "sigmoid", "steps": request.ais, "chains": request.ais_chains,
-                "transition": "HMC, 10 leapfrog steps, step size adapted to acceptance 0.65",
+                "transition": f"HMC, {found.leapfrog_steps} leapfrog steps, step size per point "
+                              f"adapted to acceptance {found.target_accept}",
                 "log_likelihood": float(values.mean()), "nll": float(-values.mean()),
                 "stderr": float(errors.pow(2).sum().sqrt() / len(errors)),
                 "accept_rate": float(torch.cat(accept).mean()),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrogen.data import BINARIZATIONS, DATASETS
-from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, SCHEDULES
+from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
 def int_list(text: str) -> list[int]:
@@ -220,7 +220,7 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("precision", "the training loss's arithmetic: 32 (float32), bf16 (bfloat16 "
                "autocast: CPU and CUDA) or 16 (float16 autocast with a gradient scaler; CUDA "
                "only); parameters, validation and evaluation stay float32",
-               choices=("32", "bf16", "16")),
+               choices=PRECISIONS),
         Option("inductor", "also compile the recorded loss with torch.compile (fused kernels: "
                "faster steps for larger networks after some seconds of compilation; needs --jit)",
                boolean=True),

@@ -88,6 +88,8 @@ class AISResult:
     num_steps: int
     num_chains: int
     leapfrog_steps: int
+    #: the acceptance rate the step sizes were adapted towards
+    target_accept: float
     #: ``"forward"`` (a lower bound) or ``"reverse"`` (BDMC's upper bound)
     direction: str
 
@@ -202,7 +204,7 @@ def ais(model: Callable, *args: Any, num_steps: int = 1000, num_chains: int = 16
     if reverse:
         estimate = -estimate
     return AISResult(estimate.float().cpu(), stderr.float().cpu(), accepted.cpu(), eps.cpu(),
-                     len(betas) - 1, int(num_chains), int(leapfrog_steps),
+                     len(betas) - 1, int(num_chains), int(leapfrog_steps), float(target_accept),
                      "reverse" if reverse else "forward")
 
 

@@ -50,8 +50,9 @@ def train_baseline(trainer: Any) -> dict[str, Any]:
             config.batch_size, shuffle=True, drop_last=config.jit, epoch=epoch, seed=seed,
             rank=trainer.rank, world_size=trainer.world_size,
         ):
-            loss = loss_fn(*trainer.inputs(batch), num_data=num_data)
-            total += trainer.optimise(loss, params, optimizer, average=False,
+            with trainer.autocast():  # the run's precision, as the CVAE's own steps
+                loss = loss_fn(*trainer.inputs(batch), num_data=num_data)
+            total += trainer.optimise(loss.float(), params, optimizer, average=False,
                                       what=f"baseline network's loss (its epoch {epoch + 1})")
             count += 1
         train_loss = sum_across_ranks(total / max(count, 1), trainer.device) / trainer.world_size
