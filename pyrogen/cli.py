@@ -169,11 +169,14 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if len(split) == 0:
         raise ValueError(f"run {args.run} has no {args.split} split (its data set gives it no "
                          "points: e.g. trained with --validation-size 0); evaluate --split test")
+    if args.limit is not None and args.limit < len(split):
+        split = split.head(args.limit)
     request = _request(args)
     if args.features is not None:
         request.classifier = lambda: load_classifier(args.features, data, args.device)
     torch.manual_seed(config.seed)
     result = {"split": args.split, "num_points": len(split), "binarize": data.binarize,
+              **({"limit": args.limit} if args.limit is not None else {}),
               **family.evaluate(model, config, data, split, request)}
     text = json.dumps(result, indent=2) + "\n"
     atomic_write(args.run / "evaluation.json", lambda f: f.write(text.encode()))

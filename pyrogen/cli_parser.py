@@ -120,6 +120,17 @@ def _add_evaluate_parser(sub: Any) -> None:
                    "standard error), for the families with a likelihood p(x|z)")
     p.add_argument("--ais-chains", type=positive_int, default=16,
                    help="--ais: chains per data point (default: %(default)s)")
+    p.add_argument("--ais-observation", choices=("model", "gaussian"), default=None,
+                   help="--ais: the likelihood p(x|z): the model's own, or N(x(z), sigma^2 I) "
+                   "around the decoder's image with sigma chosen on validation points (Wu et al., "
+                   "2017), the one scale on which every decoder can be compared (default: model; "
+                   "gaussian for gan, aae, ali and dfcvae)")
+    p.add_argument("--bdmc", type=positive_int, default=None, metavar="POINTS",
+                   help="--ais: also run bidirectional Monte Carlo on POINTS points simulated from "
+                   "the model: AIS forwards (a lower bound) and backwards from the simulating z "
+                   "(an upper bound); their gap says whether STEPS is enough")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="score only the first N points of the split")
     _add_device(p)
 
 

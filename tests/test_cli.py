@@ -198,6 +198,17 @@ def test_evaluate_ais_bounds_the_likelihood_and_says_how(capsys, tmp_path):
     # two estimates of the same log-likelihood: AIS and IS-200 agree within a nat here
     assert abs(found["log_likelihood"] - result["log_likelihood"]) < 1.0
     assert found["log_likelihood"] > result["elbo"] - 0.5
+    assert found["observation"] == "the model's own likelihood p(x | z)"
+    # the same decoder under N(x(z), sigma^2 I), on the first 20 test points, with BDMC
+    code, out, err = run(capsys, "evaluate", run_dir, "--iw-samples", "10", "--ais", "20",
+                         "--ais-chains", "2", "--ais-observation", "gaussian", "--bdmc", "4",
+                         "--limit", "20", "--device", "cpu")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["num_points"] == 20 and result["limit"] == 20
+    found = result["ais"]
+    assert found["observation"].startswith("N(x(z), sigma^2 I)") and found["sigma"] in (0.025, 0.05, 0.1, 0.2, 0.4)
+    assert found["bdmc"]["points"] == 4 and found["bdmc"]["upper"] > found["bdmc"]["lower"]
 
 
 def test_evaluate_ais_gives_a_generator_a_gaussian_observation_model(capsys, tmp_path):
@@ -208,9 +219,13 @@ def test_evaluate_ais_gives_a_generator_a_gaussian_observation_model(capsys, tmp
     code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--ais-chains", "2")
     assert code == 0, err
     found = last_json(out)["ais"]
-    assert found["observation"].startswith("N(G(z), sigma^2 I)") and found["sigma"] in (0.025, 0.05, 0.1, 0.2, 0.4)
+    assert found["observation"].startswith("N(x(z), sigma^2 I)") and found["sigma"] in (0.025, 0.05, 0.1, 0.2, 0.4)
     assert found["sigma_scores"][str(found["sigma"])] == max(found["sigma_scores"].values())
     assert "validation" in found["sigma_rule"] or "training" in found["sigma_rule"]
+    assert "bdmc" not in found
+    # a generator's own x = G(z) has no density: the model's likelihood is refused, by name
+    code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--ais-observation", "model")
+    assert code != 0 and "gives x = G(z) exactly" in err and "Traceback" not in err
 
 
 def test_evaluate_ais_is_refused_where_there_is_no_likelihood_to_anneal(capsys, tmp_path):
@@ -221,3 +236,10 @@ def test_evaluate_ais_is_refused_where_there_is_no_likelihood_to_anneal(capsys, 
     code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10")
     assert code != 0 and "--ais anneals over continuous latents with HMC; a mixture's latent" in err
     assert "Traceback" not in err and not (run_dir / "evaluation.json").exists()
+    for argv, message in ((["--ais", "10", "--ais-observation", "gaussian"],
+                           "--ais-observation gaussian needs an unconditional decoder"),
+                          (["--bdmc", "5"], "give --ais too"),
+                          (["--ais-observation", "gaussian"], "give --ais too")):
+        code, out, err = run(capsys, "evaluate", run_dir, *argv)
+        assert code != 0 and message in err, (argv, err)
+        assert "Traceback" not in err and not (run_dir / "evaluation.json").exists()

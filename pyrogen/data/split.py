@@ -149,6 +149,11 @@ class Split:
         """The device the tensors live on."""
         return self.images.device
 
+    def head(self, n: int) -> Split:
+        """The first ``n`` points of this split."""
+        labels = None if self.labels is None else self.labels[:n]
+        return Split(self.images[:n], labels, self.binarize)
+
     def to(self, device: torch.device | str) -> Split:
         """Return a copy of this split with images and labels on ``device``."""
         labels = None if self.labels is None else self.labels.to(device)

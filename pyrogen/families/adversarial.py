@@ -80,46 +80,25 @@ class AdversarialFamily(Family):
                              "RUN, a `pyrogen train classifier` run on the same data set, for its "
                              "sample-quality metrics, or --ais STEPS for a log-likelihood under a "
                              "Gaussian observation model")
+        self.check_ais(model, request)
         result: dict[str, Any] = {}
         if request.features is not None:
             result.update(quality(request, model, data, split))
         if request.ais:
-            result["ais"] = self.evaluate_ais_gaussian(model, config, data, split, request)
+            result["ais"] = self.evaluate_ais(model, config, data, split, request)
         return result
 
-    #: the observation scales sigma that --ais chooses among on validation points
-    SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4)
-    #: how many validation points choose sigma
-    SIGMA_POINTS = 100
+    #: a generator's x is exactly G(z): ``--ais`` observes it through Gaussian noise
+    default_observation = "gaussian"
 
-    def evaluate_ais_gaussian(self, model: Facade, config: TrainConfig, data: Any, split: Any,
-                              request: Request) -> dict[str, Any]:
-        r"""``--ais STEPS`` for a generator, whose :math:`x` is exactly :math:`G(z)`: AIS of
-        :math:`\log p(x)` under the Gaussian observation model
-        :math:`p(x \mid z) = N(G(z), \sigma^2 I)` of Wu et al. (2017), with :math:`\sigma`
-        the one of :attr:`SIGMAS` whose AIS estimate (a tenth of the schedule, 4 chains) is
-        highest on :attr:`SIGMA_POINTS` validation points (training points where the run has
-        no validation split)."""
-        from pyrogen.infer import ais
+    def ais_model(self, model: Facade) -> Any:
+        """Refused: the generator's own :math:`x = G(z)` is a point mass, with no density."""
+        raise ValueError(f"a {self.name}'s generator gives x = G(z) exactly, with no density to "
+                         "anneal; --ais needs --ais-observation gaussian (the default here)")
 
-        chooser = data.valid if len(data.valid) else data.train
-        x_val = model.inputs(next(iter(chooser.batches(min(self.SIGMA_POINTS, len(chooser)),
-                                                        seed=config.seed))))[0]
-        model.eval()
-        scores = {}
-        for sigma in self.SIGMAS:
-            found = ais(model.model.with_gaussian_noise(sigma), x_val,
-                        num_steps=max(10, request.ais // 10), num_chains=4)
-            scores[sigma] = float(found.log_likelihood.mean())
-        sigma = max(scores, key=scores.get)
-        target = model.model.with_gaussian_noise(sigma)
-        batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
-        result = self.evaluate_ais(model, batches, request, target=target)
-        result.update({"observation": "N(G(z), sigma^2 I) (Wu et al., 2017)", "sigma": sigma,
-                       "sigma_rule": f"the best of {list(self.SIGMAS)} by AIS on "
-                                     f"{len(x_val)} {'validation' if len(data.valid) else 'training'} points",
-                       "sigma_scores": {str(k): v for k, v in scores.items()}})
-        return result
+    def gaussian_observation(self, model: Facade, sigma: float) -> Any:
+        r""":math:`x \mid z \sim \mathcal{N}(G(z), \sigma^2 I)` around the generator."""
+        return model.model.with_gaussian_noise(sigma)
 
     def diagnosable(self, model: Facade, x: torch.Tensor) -> tuple[Any, float | None]:
         """A Gaussian encoder against the generator's likelihood, or, for a ``Delta``

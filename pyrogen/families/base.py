@@ -54,6 +54,8 @@ class Request:
     seed: int = 0
     ais: int | None = None
     ais_chains: int = 16
+    ais_observation: str | None = None
+    bdmc: int | None = None
 
 
 class Family:
@@ -190,8 +192,7 @@ class Family:
         point (and bits per dimension) of ``split``, plus sample quality with ``--features``."""
         from pyrogen.families.quality import quality
 
-        if request.ais:
-            self.ais_model(model)  # refuse before any work where AIS does not apply
+        self.check_ais(model, request)  # refuse before any work where AIS does not apply
         batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
         if request.iw_samples > 1:
             cost = estimated_seconds(model.model, model.guide, batches, request.iw_samples)
@@ -221,8 +222,36 @@ class Family:
         if request.features is not None:
             result.update(quality(request, model, data, split))
         if request.ais:
-            result["ais"] = self.evaluate_ais(model, batches, request)
+            result["ais"] = self.evaluate_ais(model, config, data, split, request)
         return result
+
+    #: the observation model ``--ais`` uses when ``--ais-observation`` is not given:
+    #: ``"model"`` (the model's own likelihood :math:`p(x \mid z)`) or ``"gaussian"``
+    default_observation: ClassVar[str] = "model"
+    #: the observation scales sigma that ``--ais-observation gaussian`` chooses among
+    SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4)
+    #: how many validation points choose sigma
+    SIGMA_POINTS = 100
+
+    def observation(self, request: Request) -> str:
+        """The observation model of ``request``'s ``--ais``: its ``--ais-observation`` or the
+        family's :attr:`default_observation`."""
+        return request.ais_observation or self.default_observation
+
+    def check_ais(self, model: Facade, request: Request) -> None:
+        """Refuse, before any work, an ``--ais`` request (``--ais-observation``, ``--bdmc``)
+        that cannot apply to ``model``."""
+        if request.bdmc and not request.ais:
+            raise ValueError("--bdmc POINTS runs bidirectional Monte Carlo with the schedule of "
+                             "--ais STEPS; give --ais too")
+        if request.ais_observation and not request.ais:
+            raise ValueError("--ais-observation chooses the likelihood of --ais STEPS; give --ais too")
+        if not request.ais:
+            return
+        if self.observation(request) == "gaussian":
+            self.gaussian_observation(model, 1.0)
+        else:
+            self.ais_model(model)
 
     def ais_model(self, model: Facade) -> Callable:
         r"""The Pyro model whose latents ``pyrogen evaluate --ais`` anneals over (its decoder's
@@ -230,15 +259,50 @@ class Family:
         apply. By default the facade's model."""
         return model.model
 
-    def evaluate_ais(self, model: Facade, batches: list[tuple[torch.Tensor, ...]],
-                     request: Request, target: Callable | None = None) -> dict[str, Any]:
+    def gaussian_observation(self, model: Facade, sigma: float) -> Callable:
+        r"""The Pyro model :math:`z \sim p(z)`, :math:`x \mid z \sim \mathcal{N}(\bar x(z),
+        \sigma^2 I)` with :math:`\bar x(z)` the mean the decoder gives (Wu et al., 2017), for
+        ``--ais-observation gaussian``; a ``ValueError`` saying why where it does not apply (by
+        default: a family without an unconditional decoder)."""
+        raise ValueError(f"--ais-observation gaussian needs an unconditional decoder x(z); a "
+                         f"{self.name} has none (use --ais-observation model)")
+
+    def evaluate_ais(self, model: Facade, config: TrainConfig, data: Any, split: Any,
+                     request: Request) -> dict[str, Any]:
         r"""``pyrogen evaluate --ais STEPS``: annealed importance sampling of every point of
-        ``batches`` (:func:`~pyrogen.infer.ais`), a stochastic lower bound on
-        :math:`\log p(x)` with its standard error over chains (of ``target``, by default
-        :meth:`ais_model`'s)."""
+        ``split`` (:func:`~pyrogen.infer.ais`), a stochastic lower bound on
+        :math:`\log p(x)` with its standard error over chains, under the model's own
+        likelihood or (``--ais-observation gaussian``) under
+        :math:`p(x \mid z) = \mathcal{N}(\bar x(z), \sigma^2 I)` with :math:`\sigma` the one
+        of :attr:`SIGMAS` whose AIS estimate (a tenth of the schedule, 4 chains) is highest on
+        :attr:`SIGMA_POINTS` validation points (training points where the run has no
+        validation split), the rule of Wu et al. (2017). With ``--bdmc POINTS``, also
+        bidirectional Monte Carlo (:func:`~pyrogen.infer.bdmc`) on ``POINTS`` points
+        simulated from that model: the gap between its upper and lower bounds."""
         from pyrogen.infer import ais
 
-        target = self.ais_model(model) if target is None else target
+        model.eval()
+        gaussian = self.observation(request) == "gaussian"
+        extra: dict[str, Any] = {}
+        if gaussian:
+            chooser = data.valid if len(data.valid) else data.train
+            x_val = model.inputs(next(iter(chooser.batches(min(self.SIGMA_POINTS, len(chooser)),
+                                                            seed=config.seed))))
+            scores = {}
+            for sigma in self.SIGMAS:
+                found = ais(self.gaussian_observation(model, sigma), *x_val,
+                            num_steps=max(10, request.ais // 10), num_chains=4)
+                scores[sigma] = float(found.log_likelihood.mean())
+            sigma = max(scores, key=scores.get)
+            target = self.gaussian_observation(model, sigma)
+            extra = {"observation": "N(x(z), sigma^2 I) (Wu et al., 2017)", "sigma": sigma,
+                     "sigma_rule": f"the best of {list(self.SIGMAS)} by AIS on {len(x_val[0])} "
+                                   f"{'validation' if len(data.valid) else 'training'} points",
+                     "sigma_scores": {str(k): v for k, v in scores.items()}}
+        else:
+            target = self.ais_model(model)
+            extra = {"observation": "the model's own likelihood p(x | z)"}
+        batches = [model.inputs(b) for b in split.batches(request.batch_size, seed=config.seed)]
         start = time.perf_counter()
         values, errors, accept, found = [], [], [], None
         for args in batches:
@@ -247,13 +311,40 @@ class Family:
             errors.append(found.stderr)
             accept.append(found.accept_rate)
         values, errors = torch.cat(values), torch.cat(errors)
-        return {"estimator": "annealed importance sampling (a stochastic lower bound on log p(x))",
-                "schedule": "sigmoid", "steps": request.ais, "chains": request.ais_chains,
-                "transition": f"HMC, {found.leapfrog_steps} leapfrog steps, step size per point "
-                              f"adapted to acceptance {found.target_accept}",
-                "log_likelihood": float(values.mean()), "nll": float(-values.mean()),
-                "stderr": float(errors.pow(2).sum().sqrt() / len(errors)),
-                "accept_rate": float(torch.cat(accept).mean()),
+        result = {"estimator": "annealed importance sampling (a stochastic lower bound on log p(x))",
+                  "schedule": "sigmoid", "steps": request.ais, "chains": request.ais_chains,
+                  "transition": f"HMC, {found.leapfrog_steps} leapfrog steps, step size per point "
+                                f"adapted to acceptance {found.target_accept}",
+                  **extra,
+                  "log_likelihood": float(values.mean()), "nll": float(-values.mean()),
+                  "stderr": float(errors.pow(2).sum().sqrt() / len(errors)),
+                  "accept_rate": float(torch.cat(accept).mean()),
+                  "seconds": time.perf_counter() - start}
+        if request.bdmc:
+            result["bdmc"] = self._bdmc(model, target, split, request, config)
+        return result
+
+    def _bdmc(self, model: Facade, target: Callable, split: Any, request: Request,
+              config: TrainConfig) -> dict[str, Any]:
+        """BDMC on ``request.bdmc`` points simulated from ``target`` (the split's first points
+        give the model its other inputs: labels, visible quadrants)."""
+        from pyrogen.infer import bdmc
+
+        start = time.perf_counter()
+        lower, upper, done = [], [], 0
+        for batch in split.batches(min(request.batch_size, request.bdmc), seed=config.seed):
+            if done >= request.bdmc:
+                break
+            args = model.inputs(batch)
+            found = bdmc(target, *args, num_steps=request.ais, num_chains=request.ais_chains)
+            take = min(len(args[0]), request.bdmc - done)
+            lower.append(found["lower"].log_likelihood[:take])
+            upper.append(found["upper"].log_likelihood[:take])
+            done += take
+        lower_t, upper_t = torch.cat(lower), torch.cat(upper)
+        return {"points": done, "data": "simulated from the model (z ~ p(z), x ~ p(x | z))",
+                "lower": float(lower_t.mean()), "upper": float(upper_t.mean()),
+                "gap": float((upper_t - lower_t).mean()),
                 "seconds": time.perf_counter() - start}
 
     def evaluate_more(self, model: Facade, batches: list[tuple[torch.Tensor, ...]]) -> dict[str, Any]:

@@ -82,11 +82,21 @@ class DFCVAEFamily(Family):
 
         return DFCVAE(data.shape, load_classifier(features, data, "cpu"), **options)
 
+    #: its own loss is no likelihood of the images: ``--ais`` observes its decoder's images
+    #: through Gaussian noise, as for a GAN
+    default_observation = "gaussian"
+
     def ais_model(self, model: Facade) -> Any:
         """Refused: the DFC-VAE's "likelihood" is an unnormalised density of classifier
         features, so no log-likelihood of x exists to bound."""
-        raise ValueError("--ais bounds log p(x); a dfcvae's loss is an unnormalised density of "
-                         "classifier features, not a likelihood of the images")
+        raise ValueError("--ais-observation model bounds log p(x) under the model's own "
+                         "likelihood; a dfcvae's loss is an unnormalised density of classifier "
+                         "features, not a likelihood of the images (use --ais-observation gaussian, "
+                         "the default here)")
+
+    def gaussian_observation(self, model: Facade, sigma: float) -> Any:
+        r"""The decoder's images under :math:`\mathcal{N}(\bar x(z), \sigma^2 I)`."""
+        return model.gaussian_observation(sigma)
 
     def evaluate_more(self, model: Facade, batches: list) -> dict[str, Any]:
         # an unnormalised log-density of classifier features: no bits per dimension

@@ -19,7 +19,7 @@ from pyrogen.models.gan import GAN, AdversarialFacade, EncoderFacade
 from pyrogen.models.generator import Discriminator, EncoderGuide, GeneratorModel
 from pyrogen.models.mixture import BernoulliMixtureModel, GaussianMixtureModel, MixtureModel
 from pyrogen.models.mixture_posterior import Mixture, MixturePosterior
-from pyrogen.models.vae import VAE, VAEGuide, VAEModel
+from pyrogen.models.vae import VAE, GaussianObservationModel, VAEGuide, VAEModel
 
 __all__ = [
     "AAE",
@@ -40,6 +40,7 @@ __all__ = [
     "DFCVAEModel",
     "FrozenFeatures",
     "GaussianMixtureModel",
+    "GaussianObservationModel",
     "ImageClassifier",
     "Mixture",
     "MixtureModel",

@@ -401,7 +401,6 @@ class DFCVAE(AmortisedFacade):
         r"""The fixed feature network :math:`\Phi`."""
         return self.model.features
 
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
         r"""The image :math:`\bar x = \mathrm{sigmoid}(g_\theta(z))` in [0, 1]."""
         return torch.sigmoid(self.model.decoder(z))

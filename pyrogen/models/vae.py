@@ -158,6 +158,50 @@ class VAEGuide(NamedPyroModule):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
+class GaussianObservationModel(NamedPyroModule):
+    r"""
+    A decoder under a Gaussian observation model (Wu et al., 2017):
+
+    .. math::
+        z_n \sim p(z), \qquad x_n \mid z_n \sim \mathcal{N}(\bar x(z_n), \sigma^2 I),
+
+    with :math:`\bar x(z)` the image the decoder gives and :math:`\sigma` fixed. Decoders
+    trained under different likelihoods (Bernoulli, a feature loss, none at all for a GAN's
+    generator) get a log-likelihood on one scale, which annealed importance sampling
+    estimates (:func:`pyrogen.infer.ais`).
+
+    :param mean: ``z -> x_bar(z)``, ``(..., latent_dim) -> (..., *data_shape)``.
+    :param prior: ``() ->`` the prior :math:`p(z)` of one data point.
+    :param tuple data_shape: the shape of one data point.
+    :param float sigma: :math:`\sigma > 0`.
+
+    **References**
+
+    Y. Wu, Y. Burda, R. Salakhutdinov, R. Grosse, "On the quantitative analysis of
+    decoder-based generative models", ICLR 2017.
+    """
+
+    def __init__(self, mean: Any, prior: Any, data_shape: Sequence[int], sigma: float) -> None:
+        super().__init__()
+        if not float(sigma) > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma!r}")
+        self.mean, self.prior, self.sigma = mean, prior, float(sigma)
+        self.data_shape = tuple(int(d) for d in data_shape)
+
+    def forward(self, x: torch.Tensor | None = None, *, num_data: int | None = None,
+                num_samples: int | None = None) -> torch.Tensor:
+        """:param x: a minibatch to condition on, or ``None`` to draw ``num_samples`` points.
+        :returns: the latent draws ``z``."""
+        prior = self.prior()
+        batch_size = batch_size_of(x, num_samples, self.data_shape, "GaussianObservationModel")
+        with data_plate(batch_size, num_data, prior.mean.device):
+            z = pyro.sample("z", prior)
+            mean = self.mean(z)
+            pyro.sample("x", dist.Normal(mean, torch.full_like(mean, self.sigma)).to_event(len(self.data_shape)),
+                        obs=x)
+        return z
+
+
 class AmortisedFacade(ReconstructMixin, ShapedFacade):
     r"""
     What every facade of a model with a Gaussian prior :math:`p(z)` and an amortised guide
@@ -175,8 +219,22 @@ class AmortisedFacade(ReconstructMixin, ShapedFacade):
         check_data(x, self.data_shape)
         return self.guide.encoder(x)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
+        r"""The image :math:`\bar x(z)` the decoder gives for ``z`` (differentiable in ``z``);
+        a subclass defines it."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        r""":meth:`decoder_mean` without gradients."""
+        return self.decoder_mean(z)
+
+    def gaussian_observation(self, sigma: float) -> GaussianObservationModel:
+        r"""The model's prior and decoder under the observation model of Wu et al. (2017),
+        :math:`x \mid z \sim \mathcal{N}(\bar x(z), \sigma^2 I)`: a Pyro model (sharing this
+        facade's networks) that gives every decoder, whatever its own likelihood, a
+        log-likelihood on one scale (``pyrogen evaluate --ais-observation gaussian``)."""
+        return GaussianObservationModel(self.decoder_mean, self.model.prior, self.data_shape, sigma)
 
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
@@ -245,7 +303,6 @@ class VAE(AmortisedFacade):
     def needs_binary_data(self) -> bool:
         return self.model.likelihood.support is constraints.boolean
 
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
         r"""The mean of :math:`p_\theta(x \mid z)`."""
         return self.model.likelihood.mean(self.model.decoder(z))

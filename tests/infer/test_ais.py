@@ -70,3 +70,38 @@ def test_schedule_and_bad_settings():
         ais(model, torch.zeros(2, 3), schedule=torch.tensor([0.0, 0.5, 0.4, 1.0]))
     with pytest.raises(ValueError, match="no latent sample site"):
         ais(model, torch.zeros(2, 3), num_steps=2)
+
+
+def test_a_linear_decoder_under_the_gaussian_observation_model_is_ppca():
+    """GaussianObservationModel with x(z) = W z + mu is probabilistic PCA: AIS finds its exact
+    marginal likelihood."""
+    from pyrogen.models import GaussianObservationModel
+
+    g = torch.Generator().manual_seed(4)
+    W, mu = torch.randn(D, LATENT, generator=g), torch.randn(D, generator=g)
+    prior = lambda: dist.Normal(torch.zeros(LATENT), torch.ones(LATENT)).to_event(1)  # noqa: E731
+    model = GaussianObservationModel(lambda z: z @ W.T + mu, prior, (D,), SIGMA)
+    marginal = dist.MultivariateNormal(mu, W @ W.T + SIGMA ** 2 * torch.eye(D))
+    pyro.set_rng_seed(5)
+    x = marginal.sample((6,))
+    result = ais(model, x, num_steps=300, num_chains=24)
+    assert (result.log_likelihood - marginal.log_prob(x)).mean().abs() < 0.1
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        GaussianObservationModel(lambda z: z, prior, (D,), 0.0)
+
+
+def test_a_vae_under_the_gaussian_observation_model_scores_its_decoders_means():
+    """VAE.gaussian_observation(sigma): log p(x | z) = log N(x; sigmoid(decoder(z)), sigma^2 I)
+    with the VAE's own prior, and gradients reach z (AIS's HMC needs them)."""
+    from pyrogen.models import VAE
+
+    vae = VAE((1, 4, 4), latent_dim=3, hidden=(8,))
+    target = vae.gaussian_observation(0.2)
+    x = torch.rand(5, 1, 4, 4)
+    z = torch.randn(5, 3, requires_grad=True)
+    trace = pyro.poutine.trace(pyro.poutine.condition(target, data={"z": z})).get_trace(x)
+    expected = dist.Normal(torch.sigmoid(vae.model.decoder(z)), 0.2).to_event(3).log_prob(x)
+    assert torch.allclose(trace.nodes["x"]["fn"].log_prob(x), expected)
+    assert torch.allclose(trace.nodes["z"]["fn"].log_prob(z), dist.Normal(0.0, 1.0).log_prob(z).sum(-1))
+    trace.nodes["x"]["fn"].log_prob(x).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
