@@ -178,3 +178,17 @@ def test_iwae_refuses_a_kl_weight():
     with pytest.raises(ValueError, match="scaled by 0.5 beyond the data plate"):
         Trace_IWAE(num_particles=2).loss(vae.model, vae.guide, x, num_data=60, beta=0.5)
     assert math.isfinite(Trace_IWAE(num_particles=2).loss(vae.model, vae.guide, x, num_data=60))
+
+
+def test_every_batch_is_validated_though_later_chunks_skip_the_checks():
+    """Pyro's validation sees each batch's first chunk: a grey value in any batch of a
+    Bernoulli model is refused, while the batch's other chunks run unchecked."""
+    from pyrogen.models import VAE
+
+    vae = VAE((1, 4, 4), latent_dim=2, hidden=(8,))
+    x = (torch.rand(30, 1, 4, 4) < 0.5).float()
+    log_likelihood(vae.model, vae.guide, x, num_samples=12, batch_size=10, chunk_size=4)
+    x[25, 0, 1, 1] = 0.5  # in the third batch
+    with pytest.raises(ValueError, match="support"):
+        log_likelihood(vae.model, vae.guide, x, num_samples=12, batch_size=10, chunk_size=4)
+    assert pyro.distributions.is_validation_enabled()  # the switch is back as it was
