@@ -157,13 +157,16 @@ def _same(a: Any, b: Any) -> bool:
 
 def _request(args: argparse.Namespace) -> Request:
     names = {f.name for f in dataclasses.fields(Request)}
-    return Request(**{k: v for k, v in vars(args).items() if k in names})
+    return Request(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     model, config = load_run(args.run, args.checkpoint, args.device)
     check_writable(args.run / "evaluation.json")
     family = get(config.model)
+    if args.iw_samples is not None and not family.importance_sampled:
+        raise ValueError(f"--iw-samples sets the importance samples of a likelihood estimate; a "
+                         f"{family.name} run has none to estimate (leave the option out)")
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
     if len(split) == 0:

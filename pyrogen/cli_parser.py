@@ -100,8 +100,9 @@ def _add_evaluate_parser(sub: Any) -> None:
                        "figures, and with --features the sample-quality metrics; also written to "
                        "RUN/evaluation.json.")
     p.add_argument("run", type=Path, help="the run folder")
-    p.add_argument("--iw-samples", type=positive_int, default=1000,
-                   help="importance samples per data point (default: %(default)s)")
+    p.add_argument("--iw-samples", type=positive_int, default=None,
+                   help="importance samples per data point, for the families whose likelihood is "
+                   "importance-sampled (default: 1000)")
     p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="(default: %(default)s)")
     p.add_argument("--checkpoint", default="best", help="best, last or a .pt file (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="(default: %(default)s)")

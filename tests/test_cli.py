@@ -226,6 +226,9 @@ def test_evaluate_ais_gives_a_generator_a_gaussian_observation_model(capsys, tmp
     # a generator's own x = G(z) has no density: the model's likelihood is refused, by name
     code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--ais-observation", "model")
     assert code != 0 and "gives x = G(z) exactly" in err and "Traceback" not in err
+    # nor has it a likelihood to importance-sample: --iw-samples is refused, by name
+    code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--iw-samples", "100")
+    assert code != 0 and "--iw-samples sets the importance samples" in err and "a gan run has none" in err
 
 
 def test_evaluate_ais_is_refused_where_there_is_no_likelihood_to_anneal(capsys, tmp_path):

@@ -88,6 +88,9 @@ class AdversarialFamily(Family):
             result["ais"] = self.evaluate_ais(model, config, data, split, request)
         return result
 
+    #: no likelihood to importance-sample (``--iw-samples`` is refused)
+    importance_sampled = False
+
     #: a generator's x is exactly G(z): ``--ais`` observes it through Gaussian noise
     default_observation = "gaussian"
 

@@ -225,6 +225,9 @@ class Family:
             result["ais"] = self.evaluate_ais(model, config, data, split, request)
         return result
 
+    #: whether ``evaluate`` estimates a likelihood by importance sampling (``--iw-samples``)
+    importance_sampled: ClassVar[bool] = True
+
     #: the observation model ``--ais`` uses when ``--ais-observation`` is not given:
     #: ``"model"`` (the model's own likelihood :math:`p(x \mid z)`) or ``"gaussian"``
     default_observation: ClassVar[str] = "model"

@@ -48,6 +48,9 @@ class ClassifierFamily(Family):
         return ImageClassifier(data.shape, model_options["num_classes"],
                                **{o.name: model_options[o.name] for o in self.model_options()})
 
+    #: its nll is exact: ``--iw-samples`` is refused
+    importance_sampled = False
+
     def evaluate(self, model: Facade, config: TrainConfig, data: Any, split: Any,
                  request: Request) -> dict[str, Any]:
         """The accuracy and the exact negative log-likelihood :math:`-\\log p(y \\mid x)`."""

@@ -75,7 +75,7 @@ def test_bare_command_on_digits_meets_its_bounds(case, classifier, results, tmp_
     _pyrogen("train", name, "--dataset", "digits", *extra, "--device", "cpu", "--no-progress", "--out", run)
     minutes = (time.perf_counter() - start) / 60
     assert not _rollbacks(run), f"{case} rolled back: {_rollbacks(run)}"
-    evaluate = ["evaluate", run, "--device", "cpu", "--iw-samples", "100"]
+    evaluate = ["evaluate", run, "--device", "cpu"] + (["--iw-samples", "100"] if get(name).importance_sampled else [])
     if name != "classifier" and bounds is None:
         evaluate += ["--features", classifier, "--num-samples", "1000"]
     scores = _pyrogen(*evaluate)
@@ -144,7 +144,7 @@ def test_bare_command_on_28x28_data_meets_its_bounds(name, dataset, classifiers,
              "--device", "cpu", "--no-progress", "--out", run)
     minutes = (time.perf_counter() - start) / 60
     assert not _rollbacks(run), f"{name} on {dataset} rolled back: {_rollbacks(run)}"
-    evaluate = ["evaluate", run, "--device", "cpu", "--iw-samples", "100"]
+    evaluate = ["evaluate", run, "--device", "cpu"] + (["--iw-samples", "100"] if family.importance_sampled else [])
     quadrants = name == "cvae" and get("cvae").defaults(dataset)["model"]["quadrants"]
     if not quadrants:  # a quadrant CVAE completes images: its likelihood is its score
         evaluate += ["--features", classifier, "--num-samples", "1000"]
