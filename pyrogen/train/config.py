@@ -213,6 +213,12 @@ class TrainConfig:
                 f"objective {self.objective!r} has no KL term to weight: "
                 f"it needs beta=1 and kl_warmup=0, got beta={self.beta}, kl_warmup={self.kl_warmup}"
             )
+        if self.objective == "iwae" and self.num_particles < 2:
+            raise ValueError(
+                "objective 'iwae' with num_particles=1 is the ELBO itself; give num_particles "
+                "(--num-particles) K >= 2, the importance samples per data point (Burda et al. "
+                "use 5 or 50)"
+            )
         if self.mcem_proposals < 1 or self.mcmc_steps < 0 or not self.mcmc_step_size > 0:
             raise ValueError(
                 "mcem_proposals must be >= 1, mcmc_steps >= 0 and mcmc_step_size > 0, got "
