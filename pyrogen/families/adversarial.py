@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from pyrogen.families.base import Family, Request
-from pyrogen.families.options import Option, int_list
+from pyrogen.families.options import Option, int_list, non_negative_float
 from pyrogen.families.vae import LATENT
 from pyrogen.models.base import Facade
 from pyrogen.models.generator import NOISES
@@ -25,6 +25,10 @@ CHANNELS = Option("channels", "--arch conv: channels of the stride-2 stages, e.g
                   type=int_list)
 BATCH_NORM = Option("batch_norm", "batch normalisation in generator and discriminator", boolean=True)
 ENCODER = Option("encoder", "deterministic (delta) or gaussian encoder", choices=NOISES)
+INSTANCE_NOISE = Option("instance_noise", "std of the Gaussian noise the discriminator sees on "
+                        "every image, real and generated, while training (instance noise; 0: "
+                        "none): binarised data would otherwise let it win by the 0/1 values "
+                        "alone", type=non_negative_float)
 #: the options of every adversarial facade's networks
 NETWORK = (LATENT, ARCH, HIDDEN, CHANNELS, BATCH_NORM)
 #: the 8x8 digits are too small for the DCGAN networks: MLPs, trained for about 3,800
@@ -116,5 +120,5 @@ class AdversarialFamily(Family):
         return model.model.with_gaussian_noise(scale), scale
 
 
-__all__ = ["AdversarialFamily", "ARCH", "BATCH_NORM", "CHANNELS", "DIGITS", "ENCODER", "MNIST", "MNIST_DCGAN",
+__all__ = ["AdversarialFamily", "ARCH", "BATCH_NORM", "CHANNELS", "DIGITS", "ENCODER", "INSTANCE_NOISE", "MNIST", "MNIST_DCGAN",
            "NETWORK"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyrogen.families.adversarial import DIGITS, ENCODER, MNIST_DCGAN, NETWORK, AdversarialFamily
+from pyrogen.families.adversarial import DIGITS, ENCODER, INSTANCE_NOISE, MNIST_DCGAN, NETWORK, AdversarialFamily
 from pyrogen.families.base import per_dataset
 from pyrogen.families.options import Option, non_negative_float, positive_float
 from pyrogen.families.registry import register
@@ -27,6 +27,7 @@ class ALIFamily(AdversarialFamily):
                choices=ALI_LOSSES, flag="--ali-loss"),
         Option("sleep_weight", "paper-sleep: lambda, the weight of -log p(z | G(z)) (None: 10, "
                "measured on digits and MNIST; 1 is the derivation's)", type=non_negative_float),
+        INSTANCE_NOISE,
     )
     # the paper's loss collapses (docs/ali.rst); on the digits swapped (non-saturating) gives
     # the best samples, on MNIST the paper's loss with its sleep term (paper-sleep) as good

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyrogen.families.adversarial import DIGITS, MNIST_DCGAN, NETWORK, AdversarialFamily
+from pyrogen.families.adversarial import DIGITS, INSTANCE_NOISE, MNIST_DCGAN, NETWORK, AdversarialFamily
 from pyrogen.families.base import per_dataset
 from pyrogen.families.options import Option
 from pyrogen.families.registry import register
@@ -24,6 +24,7 @@ class GANFamily(AdversarialFamily):
         Option("reg_draws", "regularised: cached (Su's code: the generator's steps of an iteration "
                "reuse one batch of z and G_old(z)) or fresh (new z each step, G_old kept as weights)",
                choices=REG_DRAWS),
+        INSTANCE_NOISE,
     )
     dataset_defaults = per_dataset({**DIGITS, "latent_dim": 16, "hidden": [256, 256]},
                                    {**MNIST_DCGAN, "epochs": 5})

@@ -51,12 +51,15 @@ class ALI(EncoderFacade):
         digits and MNIST; 1 is the derivation's). Refused with another loss.
     :type sleep_weight: float or None
     :param bool batch_norm: batch normalisation in the generator and the discriminator's data branch.
+    :param float instance_noise: the scale of the Gaussian noise the discriminator sees on
+        every image while training (:class:`~pyrogen.models.Discriminator`; 0: none).
     """
 
     def __init__(self, data_shape: Sequence[int], latent_dim: int = 32, arch: str = "conv",
                  hidden: Sequence[int] = (512, 512), channels: Sequence[int] | None = None,
                  encoder: str = "gaussian", generator: str = "delta", generator_scale: float = 0.1,
-                 loss: str = "paper", batch_norm: bool = True, sleep_weight: float | None = None) -> None:
+                 loss: str = "paper", batch_norm: bool = True, sleep_weight: float | None = None,
+                 instance_noise: float = 0.0) -> None:
         super().__init__()
         for name, value, choices in (("encoder", encoder, NOISES), ("generator", generator, NOISES),
                                      ("loss", loss, ALI_LOSSES)):
@@ -74,6 +77,7 @@ class ALI(EncoderFacade):
             generator=generator, generator_scale=float(generator_scale), loss=loss,
             batch_norm=bool(batch_norm),
             sleep_weight=None if sleep_weight is None else float(sleep_weight),
+            instance_noise=float(instance_noise),
         )
         extra = {"channels": channels} if arch == "conv" and channels is not None else {}
         enc = build_encoder(arch, data_shape, latent_dim, hidden=tuple(hidden), **extra)
@@ -81,7 +85,7 @@ class ALI(EncoderFacade):
         self.model = GeneratorModel(net, latent_dim, data_shape, noise=generator, scale=generator_scale)
         self.guide = EncoderGuide(enc, data_shape, noise=encoder)
         self.discriminator = Discriminator(
-            JointDiscriminator(data_shape, latent_dim, arch, hidden, channels, batch_norm))
+            JointDiscriminator(data_shape, latent_dim, arch, hidden, channels, batch_norm), instance_noise)
 
     def players(self) -> dict[str, list[nn.Module]]:
         """The two players with the modules whose parameters each one's steps update, in the

@@ -120,6 +120,8 @@ class GAN(AdversarialFacade):
     :param float reg_weight: :math:`\lambda` of the regulariser (Su: 5).
     :param str reg_draws: ``"cached"`` (Su's: the generator's steps of an iteration reuse the
         snapshot's :math:`z` and :math:`G_{old}(z)`) or ``"fresh"`` (new :math:`z` each step).
+    :param float instance_noise: the scale of the Gaussian noise the discriminator sees on
+        every image while training (:class:`~pyrogen.models.Discriminator`; 0: none).
     """
 
     #: the generator needs no data: a minibatch only sets the number of draws
@@ -128,7 +130,7 @@ class GAN(AdversarialFacade):
     def __init__(self, data_shape: Sequence[int], latent_dim: int = 100, arch: str = "conv",
                  hidden: Sequence[int] = (512, 512), channels: Sequence[int] | None = None,
                  batch_norm: bool = True, generator_loss: str = "nonsaturating",
-                 reg_weight: float = 5.0, reg_draws: str = "cached") -> None:
+                 reg_weight: float = 5.0, reg_draws: str = "cached", instance_noise: float = 0.0) -> None:
         super().__init__()
         if generator_loss not in GAN_GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {GAN_GENERATOR_LOSSES}, got {generator_loss!r}")
@@ -139,12 +141,13 @@ class GAN(AdversarialFacade):
             data_shape=list(data_shape), latent_dim=int(latent_dim), arch=arch, hidden=list(hidden),
             channels=None if channels is None else list(channels), batch_norm=bool(batch_norm),
             generator_loss=generator_loss, reg_weight=float(reg_weight), reg_draws=reg_draws,
+            instance_noise=float(instance_noise),
         )
         net = _generator_net(arch, latent_dim, data_shape, hidden, channels, batch_norm)
         self.model = GeneratorModel(net, latent_dim, data_shape, noise="delta")
         self.guide = EmptyGuide()
         self.discriminator = Discriminator(
-            DataDiscriminator(data_shape, arch, hidden, channels, batch_norm))
+            DataDiscriminator(data_shape, arch, hidden, channels, batch_norm), instance_noise)
 
     def players(self) -> dict[str, list[nn.Module]]:
         """The two players with the modules whose parameters each one's steps update, in the

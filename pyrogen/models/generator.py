@@ -188,17 +188,30 @@ class Discriminator(NamedPyroModule):
     with Pyro (so ``SVI`` can optimise them), and a loss hides them from the other player's
     step with ``poutine.block``. Returns the logit :math:`\ell` of :math:`D = \sigma(\ell)`.
 
+    With ``input_noise`` :math:`s > 0`, while training, the first input (the images) is seen
+    as :math:`x + s\,\epsilon`, :math:`\epsilon \sim \mathcal{N}(0, I)`, real and generated
+    alike (instance noise, Sønderby et al. 2016; Arjovsky and Bottou 2017): the two
+    distributions then overlap, so the discriminator cannot win by a feature no generator can
+    match, such as the exact 0/1 values of binarised data against a sigmoid's grey levels.
+
     :param torch.nn.Module net: e.g. :class:`~pyrogen.nn.DataDiscriminator`.
+    :param float input_noise: :math:`s \geq 0` (0: none).
     """
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, input_noise: float = 0.0) -> None:
         super().__init__()
+        if not float(input_noise) >= 0:
+            raise ValueError(f"input_noise must be >= 0, got {input_noise!r}")
         self.discriminator = net
+        self.input_noise = float(input_noise)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         r"""The logit :math:`\ell` of :math:`D = \sigma(\ell)` for ``inputs`` as the wrapped
         network takes them (``x``, ``z`` or ``x, z``), shape ``(...)``; called inside a loss,
         it registers the network's parameters with Pyro."""
+        if self.training and self.input_noise > 0:
+            x = inputs[0]
+            inputs = (x + self.input_noise * torch.randn_like(x),) + inputs[1:]
         return self.discriminator(*inputs)
 
 

@@ -404,3 +404,31 @@ def test_steps_and_samples_on_cuda(name):
     m.eval()
     assert m.sample(4).device.type == "cuda"
     assert all(p.device.type == "cuda" for p in m.parameters())
+
+
+def test_instance_noise_reaches_the_discriminator_only_while_training():
+    """Discriminator(input_noise=s) sees x + s * eps on its first input in training mode (real
+    and generated images alike), the images themselves in eval mode; GAN and ALI pass
+    instance_noise on and keep it in their config."""
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x, *rest):
+            seen.append((x.clone(), rest))
+            return x.flatten(1).sum(-1)
+
+    d = Discriminator(Recorder(), input_noise=0.3)
+    x, z = torch.rand(500, 4), torch.randn(500, 2)
+    d(x, z)
+    noise = seen[-1][0] - x
+    assert abs(float(noise.std()) - 0.3) < 0.02 and torch.equal(seen[-1][1][0], z)
+    d.eval()
+    d(x, z)
+    assert torch.equal(seen[-1][0], x)
+    with pytest.raises(ValueError, match="input_noise must be >= 0"):
+        Discriminator(Recorder(), input_noise=-0.1)
+    gan = GAN((1, 8, 8), arch="mlp", hidden=(16,), instance_noise=0.2)
+    ali = ALI((1, 8, 8), arch="mlp", hidden=(16,), instance_noise=0.2)
+    for facade in (gan, ali):
+        assert facade.discriminator.input_noise == 0.2 and facade.config["instance_noise"] == 0.2
+    assert GAN((1, 8, 8), arch="mlp", hidden=(16,)).discriminator.input_noise == 0.0
