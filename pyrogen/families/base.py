@@ -56,6 +56,8 @@ class Request:
     ais_chains: int = 16
     ais_observation: str | None = None
     bdmc: int | None = None
+    #: ``--ais-observation gaussian``: the validation points that choose sigma
+    sigma_points: int = 100
 
 
 class Family:
@@ -233,8 +235,6 @@ class Family:
     default_observation: ClassVar[str] = "model"
     #: the observation scales sigma that ``--ais-observation gaussian`` chooses among
     SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4)
-    #: how many validation points choose sigma
-    SIGMA_POINTS = 100
 
     def observation(self, request: Request) -> str:
         """The observation model of ``request``'s ``--ais``: its ``--ais-observation`` or the
@@ -278,7 +278,7 @@ class Family:
         likelihood or (``--ais-observation gaussian``) under
         :math:`p(x \mid z) = \mathcal{N}(\bar x(z), \sigma^2 I)` with :math:`\sigma` the one
         of :attr:`SIGMAS` whose AIS estimate (a tenth of the schedule, 4 chains) is highest on
-        :attr:`SIGMA_POINTS` validation points (training points where the run has no
+        ``request.sigma_points`` validation points (training points where the run has no
         validation split), the rule of Wu et al. (2017). With ``--bdmc POINTS``, also
         bidirectional Monte Carlo (:func:`~pyrogen.infer.bdmc`) on ``POINTS`` points
         simulated from that model: the gap between its upper and lower bounds."""
@@ -289,7 +289,7 @@ class Family:
         extra: dict[str, Any] = {}
         if gaussian:
             chooser = data.valid if len(data.valid) else data.train
-            x_val = model.inputs(next(iter(chooser.batches(min(self.SIGMA_POINTS, len(chooser)),
+            x_val = model.inputs(next(iter(chooser.batches(min(request.sigma_points, len(chooser)),
                                                             seed=config.seed))))
             scores = {}
             for sigma in self.SIGMAS:
@@ -334,18 +334,13 @@ class Family:
         from pyrogen.infer import bdmc
 
         start = time.perf_counter()
-        lower, upper, done = [], [], 0
-        for batch in split.batches(min(request.batch_size, request.bdmc), seed=config.seed):
-            if done >= request.bdmc:
-                break
-            args = model.inputs(batch)
-            found = bdmc(target, *args, num_steps=request.ais, num_chains=request.ais_chains)
-            take = min(len(args[0]), request.bdmc - done)
-            lower.append(found["lower"].log_likelihood[:take])
-            upper.append(found["upper"].log_likelihood[:take])
-            done += take
+        lower, upper = [], []
+        for batch in split.head(request.bdmc).batches(request.batch_size, seed=config.seed):
+            found = bdmc(target, *model.inputs(batch), num_steps=request.ais, num_chains=request.ais_chains)
+            lower.append(found["lower"].log_likelihood)
+            upper.append(found["upper"].log_likelihood)
         lower_t, upper_t = torch.cat(lower), torch.cat(upper)
-        return {"points": done, "data": "simulated from the model (z ~ p(z), x ~ p(x | z))",
+        return {"points": len(lower_t), "data": "simulated from the model (z ~ p(z), x ~ p(x | z))",
                 "lower": float(lower_t.mean()), "upper": float(upper_t.mean()),
                 "gap": float((upper_t - lower_t).mean()),
                 "seconds": time.perf_counter() - start}
