@@ -265,8 +265,11 @@ class Family:
     def gaussian_observation(self, model: Facade, sigma: float) -> Callable:
         r"""The Pyro model :math:`z \sim p(z)`, :math:`x \mid z \sim \mathcal{N}(\bar x(z),
         \sigma^2 I)` with :math:`\bar x(z)` the mean the decoder gives (Wu et al., 2017), for
-        ``--ais-observation gaussian``; a ``ValueError`` saying why where it does not apply (by
-        default: a family without an unconditional decoder)."""
+        ``--ais-observation gaussian``: by default the facade's own ``gaussian_observation``
+        (:meth:`~pyrogen.models.VAE.gaussian_observation`), else a ``ValueError`` saying why
+        (a family without an unconditional decoder)."""
+        if hasattr(model, "gaussian_observation"):
+            return model.gaussian_observation(sigma)
         raise ValueError(f"--ais-observation gaussian needs an unconditional decoder x(z); a "
                          f"{self.name} has none (use --ais-observation model)")
 

@@ -98,10 +98,6 @@ class DFCVAEFamily(Family):
                          "features, not a likelihood of the images (use --ais-observation gaussian, "
                          "the default here)")
 
-    def gaussian_observation(self, model: Facade, sigma: float) -> Any:
-        r"""The decoder's images under :math:`\mathcal{N}(\bar x(z), \sigma^2 I)`."""
-        return model.gaussian_observation(sigma)
-
     def evaluate_more(self, model: Facade, batches: list) -> dict[str, Any]:
         # an unnormalised log-density of classifier features: no bits per dimension
         return {"feature_space": True, "bits_per_dim": None}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyrogen.families.base import Family, per_dataset
 from pyrogen.families.options import Option, int_list, positive_int
 from pyrogen.families.registry import register
@@ -57,8 +55,3 @@ class VAEFamily(Family):
                "binarized-mnist": {"classes_covered": 1.0, "min_class_share": 0.03,
                                    "precision": 0.45, "recall": 0.45, "fd_over_floor": 105.0,
                                    "nll": 96.5}}
-
-    def gaussian_observation(self, model: Any, sigma: float) -> Any:
-        r"""The decoder's means under :math:`\mathcal{N}(\bar x(z), \sigma^2 I)`
-        (:meth:`~pyrogen.models.VAE.gaussian_observation`), to compare a VAE with a GAN."""
-        return model.gaussian_observation(sigma)

@@ -136,7 +136,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple]:
 
 #: on a CPU, the bytes of one chunk's temporaries: small enough that the elementwise passes
 #: over the decoder's output (biases, activations, the likelihood's log-density) run from the
-#: cache instead of memory, which made IS-1000 of the Burda VAE 1.7x faster than chunks that
+#: cache instead of memory, which made IS-1000 of the Burda VAE 1.22x faster than chunks that
 #: fill :func:`log_likelihood`'s 512 MiB budget (benchmarks/iwae_eval.py)
 CPU_CHUNK_BYTES = 48 * 2**20
 
