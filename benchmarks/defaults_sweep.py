@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from pyrogen.families import get
+
 SCORES = ("classes_covered", "min_class_share", "rarest_class", "class_kl", "precision", "recall",
           "frechet_distance", "frechet_floor", "nll", "accuracy", "linear_probe_accuracy",
           "reconstruction_ratio", "conditional_accuracy", "conditional_accuracy_min")
@@ -50,8 +52,9 @@ def run_setting(args: argparse.Namespace, index: int, setting: str) -> dict:
                        "--device", args.device, "--no-progress", "--out", str(run_dir),
                        threads=args.threads)
     minutes = (time.perf_counter() - start) / 60
-    evaluate = ["evaluate", str(run_dir), "--device", args.device, "--iw-samples",
-                str(args.iw_samples)]
+    evaluate = ["evaluate", str(run_dir), "--device", args.device]
+    if get(args.family).importance_sampled:  # gan, aae, ali and the classifier have no likelihood
+        evaluate += ["--iw-samples", str(args.iw_samples)]
     if args.family != "classifier":
         evaluate += ["--features", str(args.features), "--num-samples", str(args.num_samples)]
     scores = _pyrogen(*evaluate, threads=args.threads)

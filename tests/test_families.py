@@ -235,3 +235,31 @@ def test_sample_quality_on_an_unlabelled_data_set_uses_the_classifiers_reading(c
     assert "linear_probe_accuracy" not in scores
     labelled = quality(request, model, data, data.test)
     assert labelled["class_reference"] == "the data set's" and "linear_probe_accuracy" in labelled
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_defaults_sweep_asks_evaluate_only_what_the_family_has(name, tmp_path, monkeypatch):
+    """benchmarks/defaults_sweep.py scores a setting by ``pyrogen evaluate``: the importance-
+    sampled likelihood only for a family that has one (evaluate refuses --iw-samples for a GAN,
+    an AAE, ALI and the classifier), the sample-quality metrics for every sampler."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "defaults_sweep", Path(__file__).parents[1] / "benchmarks" / "defaults_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    calls = []
+
+    def fake(*argv, threads):
+        calls.append(argv)
+        return {"epochs": 1} if argv[0] == "train" else {"frechet_distance": 2.0, "frechet_floor": 1.0}
+
+    monkeypatch.setattr(sweep, "_pyrogen", fake)
+    args = sweep.parse_args(["--family", name, "--features", "CLF", "--out", str(tmp_path)])
+    row = sweep.run_setting(args, 0, "--epochs 1")
+    train, evaluate = calls
+    assert train[:2] == ("train", name) and "--epochs" in train
+    assert ("--iw-samples" in evaluate) == get(name).importance_sampled
+    assert ("--features" in evaluate) == (name != "classifier")
+    assert row["fd_over_floor"] == 2.0
