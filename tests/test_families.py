@@ -263,3 +263,44 @@ def test_the_defaults_sweep_asks_evaluate_only_what_the_family_has(name, tmp_pat
     assert ("--iw-samples" in evaluate) == get(name).importance_sampled
     assert ("--features" in evaluate) == (name != "classifier")
     assert row["fd_over_floor"] == 2.0
+
+
+def test_class_readings_separate_the_judge_the_decoder_and_the_prior(classifier_run):
+    """benchmarks/class_readings.py: per class, the classifier's recall on real images (its
+    own accuracy there), on the model's reconstructions and the share of the samples; a model
+    that returns its input unchanged is read exactly as the real images."""
+    import importlib.util
+    from pathlib import Path
+
+    from pyrogen.families.runs import load_classifier
+    from pyrogen.models import VAE
+
+    spec = importlib.util.spec_from_file_location(
+        "class_readings", Path(__file__).parents[1] / "benchmarks" / "class_readings.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = load_dataset("digits", limit=300)
+    clf = load_classifier(classifier_run, data, "cpu")
+    x, y = data.test.images, data.test.labels
+    torch.manual_seed(0)
+    vae = VAE(data.shape, latent_dim=2, hidden=(16,)).eval()
+    result = bench.readings(vae, clf, x, y, 10, num_samples=200)
+    rows = result["classes"]
+    assert sum(r["sample_share"] for r in rows) == pytest.approx(1.0)
+    assert sum(r["reconstruction_share"] for r in rows) == pytest.approx(1.0)
+    predicted = clf.predict(x)
+    for r in rows:
+        of_k = y == r["class"]
+        assert r["real_recall"] == pytest.approx((predicted[of_k] == r["class"]).double().mean().item())
+
+    class Identity:
+        has_encoder = True
+
+        def reconstruct(self, images):
+            return images
+
+        def sample(self, n):
+            return x[:n]
+
+    same = bench.readings(Identity(), clf, x, y, 10, num_samples=len(x))["classes"]
+    assert all(r["reconstruction_recall"] == r["real_recall"] for r in same)

@@ -33,10 +33,11 @@ class ALIFamily(AdversarialFamily):
     # the best samples, on MNIST the paper's loss with its sleep term (paper-sleep) as good
     # samples and twice as faithful reconstructions
     # Fashion-MNIST: the swapped loss covers every class (rarest 2.3%, FD 54x its floor) where
-    # paper-sleep left one out (9 of 10, FD 121x)
+    # paper-sleep left one out (9 of 10, FD 121x); with instance noise 0.2 on the
+    # discriminator's images, every class at 7.0% or more and FD 25x (seed 1: 7.5%, 24x)
     dataset_defaults = per_dataset({**DIGITS, "latent_dim": 16, "hidden": [256, 256], "loss": "swapped"},
                                    {**MNIST_DCGAN, "loss": "paper-sleep", "epochs": 10},
-                                   fashion_mnist={"loss": "swapped"},
+                                   fashion_mnist={"loss": "swapped", "instance_noise": 0.2},
                                    # binarised MNIST: the GAN's instance noise (gan.py says why);
                                    # there paper-sleep drew 8 of 10 classes (ones 0.2%, FD 61x)
                                    # and the swapped loss all ten
@@ -48,10 +49,11 @@ class ALIFamily(AdversarialFamily):
                # 11.9x, 4.1%, 0.43; either loss at 5 epochs: 8 or 9 of 10 classes)
                "mnist": {"classes_covered": 1.0, "min_class_share": 0.03, "precision": 0.55,
                          "recall": 0.7, "fd_over_floor": 16.0},
-               # swapped measured 0.65 / 0.54, FD 54x its floor, pullovers the rarest class at
-               # 2.3%: below the 3% bar
-               "fashion-mnist": {"classes_covered": 1.0, "min_class_share": 0.02,
-                                 "precision": 0.55, "recall": 0.45, "fd_over_floor": 60.0},
+               # swapped with instance noise 0.2 measured 0.72 / 0.62, FD 25x its floor, rarest
+               # class 7.0%, probe 0.81, 9.1 minutes (seed 1: 0.74 / 0.65, 24x, 7.5%); without
+               # the noise 0.65 / 0.54, 54x, pullovers 2.3%
+               "fashion-mnist": {"classes_covered": 1.0, "min_class_share": 0.04,
+                                 "precision": 0.65, "recall": 0.55, "fd_over_floor": 32.0},
                # swapped with instance noise 0.4, scored by the MNIST classifier: every class,
                # but ones 1.4% of the samples (below the 3% bar), 0.63 / 0.52, FD 54x its
                # floor, reconstructions at 0.72 of a random pair's error, 9.5 minutes
