@@ -1,0 +1,25 @@
+"""Every script in ``benchmarks/`` imports against the current package: a renamed or moved
+pyrogen name breaks a benchmark only when someone runs it, often sessions later."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_"))
+
+
+def test_there_are_benchmark_scripts():
+    assert len(SCRIPTS) > 10, SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_benchmark_script_imports_and_says_what_it_measures(script, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # their shared _common module
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)  # runs no benchmark: each script's work is under __main__
+    assert module.__doc__ and module.__doc__.strip(), f"{script.name} has no docstring"
