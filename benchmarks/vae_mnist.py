@@ -176,6 +176,11 @@ if __name__ == "__main__":
                    help="default: PyTorch's layer init; glorot: Burda et al.'s Glorot-uniform "
                         "weights, zero biases, decoder output bias at the logit of the pixel means")
     args = p.parse_args()
+    if args.objective == "iwae":  # refused here, in one line, before the data are loaded
+        if args.kl_warmup:
+            p.error(f"--kl-warmup {args.kl_warmup}: --objective iwae has no KL term to anneal")
+        if args.num_particles < 2:
+            p.error("--objective iwae needs --num-particles K >= 2 (with one it is the ELBO)")
     if args.kl_warmup is None:
         args.kl_warmup = 0 if args.objective == "iwae" else 10
     print(json.dumps(main(args)))

@@ -23,3 +23,16 @@ def test_benchmark_script_imports_and_says_what_it_measures(script, monkeypatch)
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)  # runs no benchmark: each script's work is under __main__
     assert module.__doc__ and module.__doc__.strip(), f"{script.name} has no docstring"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--objective", "iwae", "--num-particles", "5", "--kl-warmup", "5"], "no KL term to anneal"),
+    (["--objective", "iwae"], "needs --num-particles K >= 2"),
+])
+def test_vae_mnist_refuses_what_the_iwae_cannot_take_in_one_line(argv, message, tmp_path):
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "vae_mnist.py"), "--data-dir",
+                           str(tmp_path), *argv], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
