@@ -48,6 +48,40 @@ def _masked(base: dist.TorchDistribution, mask: torch.Tensor | None) -> dist.Tor
     return base if mask is None else base.mask(mask.expand(base.batch_shape))
 
 
+#: pixels whose factors 1 + exp(-|l|), each in (1, 2], are multiplied before one logarithm
+#: (a product of 16 is at most 2**16, far from overflow)
+_PRODUCT_BLOCK = 16
+
+
+def _bernoulli_log_prob_sum(logits: torch.Tensor, value: torch.Tensor, ndims: int) -> torch.Tensor:
+    r"""
+    :math:`\sum_d \log \mathrm{Bernoulli}(x_d; \sigma(l_d))` over the last ``ndims`` dims,
+    for evaluation (no gradient), in fewer transcendental operations than the
+    binary cross-entropy's one ``log1p`` per pixel:
+
+    .. math::
+        \sum_d \big[x_d l_d - \mathrm{softplus}(l_d)\big]
+        = \sum_d x_d l_d - \tfrac12 \sum_d \big(l_d + |l_d|\big)
+          - \sum_b \log \prod_{d \in b} \big(1 + e^{-|l_d|}\big),
+
+    with the pixels in blocks :math:`b` of :data:`_PRODUCT_BLOCK`: each factor lies in
+    :math:`(1, 2]`, so a block's product neither overflows nor loses precision, and one
+    logarithm serves a block. Equal to the cross-entropy form to float rounding; about
+    half its cost in an importance-sampled evaluation (benchmarks/iwae_eval.py).
+    """
+    logits = logits.flatten(-ndims) if ndims else logits.unsqueeze(-1)
+    value = value.flatten(-ndims) if ndims else value.unsqueeze(-1)
+    xl = (logits * value).sum(-1)
+    magnitude = logits.abs()
+    relu_sum = 0.5 * (logits.sum(-1) + magnitude.sum(-1))
+    factors = magnitude.neg_().exp_().add_(1.0)
+    pad = -factors.shape[-1] % _PRODUCT_BLOCK
+    if pad:
+        factors = F.pad(factors, (0, pad), value=1.0)
+    blocks = factors.unflatten(-1, (-1, _PRODUCT_BLOCK)).prod(-1)
+    return xl - relu_sum - blocks.log_().sum(-1)
+
+
 class _IndependentBernoulli(dist.Independent):
     # torch's Bernoulli.log_prob negates the whole (..., *data_shape) tensor of
     # cross-entropies; summing over the event first and negating the sum saves
@@ -62,6 +96,9 @@ class _IndependentBernoulli(dist.Independent):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:  # Pyro's validation switch: grey values are not Bernoulli data
             self._validate_sample(value)
+        if self.pixel_mask is None and not torch.is_grad_enabled():
+            return _bernoulli_log_prob_sum(self.base_dist.logits, value,
+                                           self.reinterpreted_batch_ndims)
         logits, value = broadcast_all(self.base_dist.logits, value)
         bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
         if self.pixel_mask is not None:

@@ -146,3 +146,30 @@ def test_continuous_bernoulli_is_normalised():
     grid = torch.linspace(0, 1, 20001).reshape(-1, 1, 1, 1, 1)
     density = d.log_prob(grid).exp().squeeze()
     assert torch.trapezoid(density, dx=1 / 20000).item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("data_shape", [(1, 5, 5), (784,), (3, 4, 4)])
+def test_bernoulli_evaluation_form_equals_the_cross_entropy(data_shape):
+    """Without gradients the Bernoulli likelihood sums x l - softplus(l) with one logarithm per
+    block of 16 pixels (padded where the pixels are not a multiple of 16); it must equal the
+    cross-entropy form, extreme logits and broadcasting over particles included."""
+    from pyrogen.models.likelihoods import BernoulliLikelihood
+
+    torch.manual_seed(0)
+    likelihood = BernoulliLikelihood(data_shape)
+    logits = torch.randn(7, 5, *data_shape, dtype=torch.float64) * 6
+    logits.flatten(-len(data_shape))[..., :3] = torch.tensor([90.0, -90.0, 0.0], dtype=torch.float64)
+    x = torch.bernoulli(torch.rand(5, *data_shape, dtype=torch.float64))
+    exact = (x * logits - torch.nn.functional.softplus(logits)).flatten(2).sum(-1)
+    with torch.no_grad():
+        fast = likelihood(logits).log_prob(x)
+    assert fast.shape == (7, 5)
+    assert torch.allclose(fast, exact, atol=1e-9, rtol=1e-12)
+    # float32, as the models run: within float rounding of the sum
+    with torch.no_grad():
+        fast32 = likelihood(logits.float()).log_prob(x.float())
+    assert torch.allclose(fast32.double(), exact, atol=2e-3, rtol=0)
+    # with gradients: the cross-entropy form, whose gradient is x - sigmoid(l)
+    logits.requires_grad_(True)
+    likelihood(logits).log_prob(x).sum().backward()
+    assert torch.allclose(logits.grad, (x - torch.sigmoid(logits)).detach())
