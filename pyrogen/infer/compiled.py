@@ -212,6 +212,14 @@ class CompiledLoss(nn.Module):
         return self.elbo.differentiable_loss
 
     def _compile(self, args: tuple, kwargs: dict) -> Callable | None:
+        # recording runs the loss (for its param sites, and a guide trace): under a forked
+        # random state, so the draws of the calls that follow are those an eager run makes
+        devices = sorted({a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda},
+                         key=str)
+        with torch.random.fork_rng(devices=devices):
+            return self._record(args, kwargs)
+
+    def _record(self, args: tuple, kwargs: dict) -> Callable | None:
         sites = self._param_sites(args, kwargs)
         try:
             loss = self._loss(args, kwargs)

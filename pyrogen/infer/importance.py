@@ -22,6 +22,7 @@ keeps its data-point index.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from pyrogen.data.split import Batch
+from pyrogen.infer.compiled import CompiledLoss
 
 _PARTICLES = "num_particles_vectorized"
 
@@ -166,6 +168,7 @@ def log_likelihood(
     chunk_size: int | None = None,
     memory_budget: int = 512 * 2**20,
     progress: bool = False,
+    backend: str = "eager",
     **kwargs: Any,
 ) -> torch.Tensor:
     r"""
@@ -191,17 +194,29 @@ def log_likelihood(
         (:func:`default_chunk`).
     :param bool progress: show a progress bar of the importance samples drawn (on a
         terminal only).
+    :param str backend: how each chunk's :math:`\log \sum_k w_{kn}` is computed:
+        ``"eager"`` (Pyro's handlers on every chunk), ``"export"`` (recorded once per chunk
+        shape by ``torch.export`` and replayed, through
+        :class:`~pyrogen.infer.CompiledLoss`) or ``"inductor"`` (that graph compiled by
+        ``torch.compile``: fused elementwise work, after some seconds of compilation per
+        shape; about 1.4x faster for the Burda VAE's IS-1000, benchmarks/iwae_eval.py). The
+        draws are the same whichever runs, so the estimates agree to float rounding; the
+        first chunk of every batch runs eagerly, under Pyro's validation switch. A model
+        that cannot be recorded runs eagerly, with one warning.
     :param kwargs: passed to model and guide.
     :returns: a CPU tensor of shape ``(N,)`` in nats.
     """
     from tqdm.auto import tqdm
 
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    chunk_fn = _chunk_function(model, guide, backend)
     results = []
     bar = tqdm(desc="importance samples per point", unit="sample", disable=None if progress else True,
                leave=False)
@@ -215,9 +230,12 @@ def log_likelihood(
             # the batch's first chunk validates its data and the distributions' arguments under
             # Pyro's switch; the other chunks repeat the same computation on other draws, and
             # their checks (a pass over every decoder output) would cost a tenth of the time
-            with pyro.validation_enabled(validate and done == 0):
-                log_w, _ = log_importance_weights(model, guide, *args, num_particles=k, **kwargs)
-            parts.append(torch.logsumexp(log_w, 0))
+            if done == 0 or chunk_fn is None:
+                with pyro.validation_enabled(validate and done == 0):
+                    log_w, _ = log_importance_weights(model, guide, *args, num_particles=k, **kwargs)
+                parts.append(torch.logsumexp(log_w, 0))
+            else:
+                parts.append(chunk_fn(*args, num_particles=k, **kwargs))
             done += k
             bar.update(k * x.shape[0])
         results.append((torch.logsumexp(torch.stack(parts), 0) - math.log(num_samples)).cpu())
@@ -225,6 +243,33 @@ def log_likelihood(
     if not results:
         raise ValueError("data is empty")
     return torch.cat(results)
+
+
+_BACKENDS = ("eager", "export", "inductor")
+
+
+class _ChunkLogSumExp:
+    r""":math:`\log \sum_k w_{kn}` of one chunk of particles, as the "loss" that
+    :class:`~pyrogen.infer.CompiledLoss` records (it records any object with a
+    ``differentiable_loss``)."""
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any,
+                            num_particles: int, **kwargs: Any) -> torch.Tensor:
+        log_w, _ = log_importance_weights(model, guide, *args, num_particles=num_particles,
+                                          **kwargs)
+        return torch.logsumexp(log_w, 0)
+
+
+def _chunk_function(model: Callable, guide: Callable, backend: str) -> Callable | None:
+    if backend == "eager":
+        return None
+    if not (isinstance(model, torch.nn.Module) and isinstance(guide, torch.nn.Module)):
+        warnings.warn(f"log_likelihood: backend={backend!r} runs eagerly: its model and guide must "
+                      f"be torch modules (PyroModules) for their parameters to be recorded, got "
+                      f"{type(model).__name__} and {type(guide).__name__}", RuntimeWarning,
+                      stacklevel=3)
+        return None
+    return CompiledLoss(_ChunkLogSumExp(), model, guide, backend=backend)
 
 
 @torch.no_grad()

@@ -192,3 +192,66 @@ def test_every_batch_is_validated_though_later_chunks_skip_the_checks():
     with pytest.raises(ValueError, match="support"):
         log_likelihood(vae.model, vae.guide, x, num_samples=12, batch_size=10, chunk_size=4)
     assert pyro.distributions.is_validation_enabled()  # the switch is back as it was
+
+
+@pytest.mark.parametrize("backend", ["export", "inductor"])
+def test_compiled_backends_give_the_eager_estimate(backend):
+    """The recorded (and compiled) chunks draw what the eager chunks draw, so the estimates
+    agree to float rounding; recording draws nothing the estimate sees."""
+    pyro.clear_param_store()
+    vae = VAE((1, 5, 5), latent_dim=3, hidden=(16,)).eval()
+    x = torch.bernoulli(torch.rand(23, 1, 5, 5))
+    torch.manual_seed(0)
+    eager = log_likelihood(vae.model, vae.guide, x, num_samples=30, batch_size=10, chunk_size=7)
+    torch.manual_seed(0)
+    compiled = log_likelihood(vae.model, vae.guide, x, num_samples=30, batch_size=10,
+                              chunk_size=7, backend=backend)
+    assert compiled.shape == (23,)
+    assert torch.allclose(compiled, eager, atol=1e-4, rtol=0)
+    # a grey value is still refused: every batch's first chunk runs eagerly, validated
+    x[15, 0, 2, 2] = 0.5
+    with pytest.raises(ValueError, match="support"):
+        log_likelihood(vae.model, vae.guide, x, num_samples=30, batch_size=10, chunk_size=7,
+                       backend=backend)
+
+
+def test_unknown_backend_is_refused(ppca):
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        log_likelihood(model, guide, x, backend="jit")
+
+
+def test_a_pair_of_functions_runs_eagerly_with_a_warning(ppca):
+    """Only modules' parameters can be found and recorded: functions are refused by the
+    recorder, said once, and the estimate is the eager one."""
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=True)
+    exact = exact_log_likelihood(W, mu, sigma, x)
+    with pytest.warns(RuntimeWarning, match="model and guide must be torch modules"):
+        ll = log_likelihood(lambda x: model(x), lambda x: guide(x), x, num_samples=6,
+                            chunk_size=2, backend="export")
+    assert torch.allclose(ll, exact, atol=1e-9)
+
+
+def test_a_model_that_cannot_be_recorded_runs_eagerly_with_a_warning(ppca):
+    """A guide that branches on a tensor's value cannot be recorded as one graph: the
+    compiled backend says so once and gives the eager estimate."""
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=True)
+
+    class BranchingGuide(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            if x.sum() > -1e9:  # a Python branch on data: no graph holds it
+                return self.inner(x)
+            return None
+
+    exact = exact_log_likelihood(W, mu, sigma, x)
+    with pytest.warns(RuntimeWarning, match="runs eagerly"):
+        ll = log_likelihood(model, BranchingGuide(guide), x, num_samples=6, chunk_size=2,
+                            backend="export")
+    assert torch.allclose(ll, exact, atol=1e-9)
