@@ -167,6 +167,9 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.iw_samples is not None and not family.importance_sampled:
         raise ValueError(f"--iw-samples sets the importance samples of a likelihood estimate; a "
                          f"{family.name} run has none to estimate (leave the option out)")
+    if args.inductor and not family.importance_sampled:
+        raise ValueError(f"--inductor compiles the importance-sampled likelihood estimate; a "
+                         f"{family.name} run has none to estimate (leave the option out)")
     data = load_data(config, args.data_dir).to(args.device)
     split = getattr(data, args.split)
     if len(split) == 0:

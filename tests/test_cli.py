@@ -28,6 +28,11 @@ def test_train_evaluate_sample_resume(capsys, tmp_path):
     assert result["log_likelihood"] > result["elbo"] - 0.1
     assert result["nll"] == pytest.approx(-result["log_likelihood"])
     assert json.loads((run_dir / "evaluation.json").read_text()) == result
+    # --inductor compiles the chunks; the same draws give the same estimate
+    code, out, err = run(capsys, "evaluate", run_dir, "--iw-samples", "50", "--device", "cpu",
+                         "--inductor")
+    assert code == 0, err
+    assert last_json(out)["log_likelihood"] == pytest.approx(result["log_likelihood"], abs=1e-4)
 
     code, out, err = run(capsys, "sample", run_dir, "--num", "9", "--out", tmp_path / "s.png",
                          "--device", "cpu")
@@ -229,6 +234,8 @@ def test_evaluate_ais_gives_a_generator_a_gaussian_observation_model(capsys, tmp
     # nor has it a likelihood to importance-sample: --iw-samples is refused, by name
     code, out, err = run(capsys, "evaluate", run_dir, "--ais", "10", "--iw-samples", "100")
     assert code != 0 and "--iw-samples sets the importance samples" in err and "a gan run has none" in err
+    code, out, err = run(capsys, "evaluate", run_dir, "--inductor")
+    assert code != 0 and "--inductor compiles the importance-sampled" in err and "Traceback" not in err
 
 
 def test_evaluate_ais_is_refused_where_there_is_no_likelihood_to_anneal(capsys, tmp_path):

@@ -56,6 +56,8 @@ class Request:
     ais_chains: int = 16
     ais_observation: str | None = None
     bdmc: int | None = None
+    #: ``--inductor``: the importance-sampling chunks compiled by ``torch.compile``
+    inductor: bool = False
     #: ``--ais-observation gaussian``: the validation points that choose sigma
     sigma_points: int = 100
 
@@ -207,7 +209,7 @@ class Family:
         start = time.perf_counter()
         elbos = elbo(model.model, model.guide, batches)
         lls = log_likelihood(model.model, model.guide, batches, num_samples=request.iw_samples,
-                             progress=True)
+                             progress=True, backend="inductor" if request.inductor else "eager")
         result = {
             "elbo": float(elbos.mean()),
             "log_likelihood": float(lls.mean()),
