@@ -35,7 +35,8 @@ Usage::
 
 The last line printed is one JSON object; ``ratio_vs_plain`` is the
 hand-written estimator's seconds over pyrogen's (>= ~1.0: pyrogen no slower), and
-``pyrogen_over_floor`` pyrogen's seconds over the FLOP floor of its decoder work: the
+``pyrogen_over_floor`` pyrogen's seconds (with ``--backend``'s compilation, if any) over the
+FLOP floor of its decoder work: the
 decoder's matrix products for every (image, sample) pair, ``2 N K sum(in x out)`` FLOPs, at
 the best rate a third worker measures for plain matrix products of the same shapes (no bias,
 activation or likelihood) on this machine, on the rows of pyrogen's chunks or on those of
@@ -171,7 +172,8 @@ def worker(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     if args.worker == "pyrogen":
         ll = log_likelihood(vae.model, vae.guide, x, num_samples=args.iw_samples,
-                            batch_size=args.batch_size, chunk_size=args.chunk_size)
+                            batch_size=args.batch_size, chunk_size=args.chunk_size,
+                            backend=args.backend)
     else:
         ll = plain_log_likelihood(vae.guide.encoder, vae.model.decoder, x, args.iw_samples,
                                   args.batch_size, args.chunk_size)
@@ -197,7 +199,7 @@ def run_worker(args: argparse.Namespace, estimator: str, num_samples: int, out: 
                "--worker-out", str(out), "--data-dir", str(args.data_dir),
                "--device", args.device, "--iw-samples", str(num_samples),
                "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-    for flag, value in (("--limit", args.limit), ("--run", args.run),
+    for flag, value in (("--limit", args.limit), ("--run", args.run), ("--backend", args.backend),
                         ("--chunk-size", args.chunk_size), ("--threads", args.threads)):
         if value is not None:
             command += [flag, str(value)]
@@ -264,6 +266,7 @@ def main(args: argparse.Namespace) -> dict:
         else f"fresh burda vae (seed {args.seed})",
         "binarization": "dynamic, one fixed draw of the test set",
         "batch_size": args.batch_size,
+        "backend": args.backend,
         "device": args.device,
         "threads": threads,
         "torch": torch.__version__,
@@ -281,6 +284,8 @@ if __name__ == "__main__":
     p.add_argument("--chunk-size", type=int, default=None,
                    help="particles per chunk (default: pyrogen's rule, default_chunk)")
     p.add_argument("--run", type=Path, default=None, help="a pyrogen run folder to evaluate")
+    p.add_argument("--backend", choices=("eager", "export", "inductor"), default="eager",
+                   help="pyrogen's log_likelihood backend (the time includes any compilation)")
     p.add_argument("--limit", type=int, default=None, help="smoke runs: first N test points")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the workers")
     p.add_argument("--seed", type=int, default=0)
