@@ -76,7 +76,8 @@ def score(vae: VAE, test_x: torch.Tensor, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     test_elbo = elbo(vae.model, vae.guide, test_x, batch_size=500)
     start = time.perf_counter()
-    ll = log_likelihood(vae.model, vae.guide, test_x, num_samples=args.iw_samples, batch_size=100)
+    ll = log_likelihood(vae.model, vae.guide, test_x, num_samples=args.iw_samples, batch_size=100,
+                        backend=args.eval_backend)
     return {"test_nll": float(-ll.mean()), "test_nll_stderr": float(ll.std() / len(ll) ** 0.5),
             "test_elbo": float(test_elbo.mean()), "eval_sec": time.perf_counter() - start}
 
@@ -107,8 +108,9 @@ def main(args: argparse.Namespace) -> dict:
 
     vae.eval()
     last_weights = {}
-    if trainer.average is not None:  # the last step's own weights, scored before the average
-        last_weights = {f"{k}_last_weights": v for k, v in score(vae, test_x, args).items()}
+    if trainer.average is not None:
+        if args.score_last_weights:  # the last step's own weights, scored before the average
+            last_weights = {f"{k}_last_weights": v for k, v in score(vae, test_x, args).items()}
         trainer.average.copy_to_params()  # the run's result: the averaged weights
     scores = score(vae, test_x, args)
     key = f"test_subset_nll_is{args.curve_samples}"
@@ -130,6 +132,7 @@ def main(args: argparse.Namespace) -> dict:
         "objective": args.objective,
         "num_particles": args.num_particles,
         "ema_decay": args.ema_decay,
+        "eval_backend": args.eval_backend,
         **last_weights,
         "reference_nll": 86.76,
         "curve": [{"epoch": r["epoch"], "train_loss": r["train_loss"], "lr": r["lr"],
@@ -161,6 +164,11 @@ if __name__ == "__main__":
                    help="score an exponential moving average of the weights with this decay "
                    "(0: none); the last step's own weights are scored too (*_last_weights)")
     p.add_argument("--iw-samples", type=int, default=5000)
+    p.add_argument("--eval-backend", choices=("eager", "export", "inductor"), default="eager",
+                   help="log_likelihood's backend for the final IS estimate (the same draws)")
+    p.add_argument("--no-last-weights", dest="score_last_weights", action="store_false",
+                   help="with --ema-decay: score the averaged weights only (the last step's own "
+                   "weights are scored too by default)")
     p.add_argument("--curve-every", type=int, default=25)
     p.add_argument("--curve-points", type=int, default=1000)
     p.add_argument("--curve-samples", type=int, default=500)
