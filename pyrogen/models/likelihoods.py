@@ -66,8 +66,10 @@ def _bernoulli_log_prob_sum(logits: torch.Tensor, value: torch.Tensor, ndims: in
 
     with the pixels in blocks :math:`b` of :data:`_PRODUCT_BLOCK`: each factor lies in
     :math:`(1, 2]`, so a block's product neither overflows nor loses precision, and one
-    logarithm serves a block. Equal to the cross-entropy form to float rounding; about
-    half its cost in an importance-sampled evaluation (benchmarks/iwae_eval.py).
+    logarithm serves a block. Equal to the cross-entropy form to float rounding. Eagerly it
+    costs about what the cross-entropy costs; compiled (``log_likelihood(...,
+    backend="inductor")``) the whole sum is one fused pass, where a fused cross-entropy
+    still takes one ``log1p`` per pixel (benchmarks/is_floor_routes.py).
     """
     logits = logits.flatten(-ndims) if ndims else logits.unsqueeze(-1)
     value = value.flatten(-ndims) if ndims else value.unsqueeze(-1)

@@ -208,7 +208,7 @@ def test_compiled_backends_give_the_eager_estimate(backend):
                               chunk_size=7, backend=backend)
     assert compiled.shape == (23,)
     assert torch.allclose(compiled, eager, atol=1e-4, rtol=0)
-    # a grey value is still refused: every batch's first chunk runs eagerly, validated
+    # a grey value is still refused: one eager particle per batch validates its data
     x[15, 0, 2, 2] = 0.5
     with pytest.raises(ValueError, match="support"):
         log_likelihood(vae.model, vae.guide, x, num_samples=30, batch_size=10, chunk_size=7,
@@ -234,24 +234,36 @@ def test_a_pair_of_functions_runs_eagerly_with_a_warning(ppca):
     assert torch.allclose(ll, exact, atol=1e-9)
 
 
+class BranchingGuide(torch.nn.Module):
+    """A guide with a Python branch on its data: no recorded graph can hold it."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) if x.sum() > -1e9 else None
+
+
 def test_a_model_that_cannot_be_recorded_runs_eagerly_with_a_warning(ppca):
     """A guide that branches on a tensor's value cannot be recorded as one graph: the
     compiled backend says so once and gives the eager estimate."""
     W, mu, sigma, x = ppca
     model, guide = ppca_pair(W, mu, sigma, exact_guide=True)
 
-    class BranchingGuide(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            if x.sum() > -1e9:  # a Python branch on data: no graph holds it
-                return self.inner(x)
-            return None
-
     exact = exact_log_likelihood(W, mu, sigma, x)
     with pytest.warns(RuntimeWarning, match="runs eagerly"):
         ll = log_likelihood(model, BranchingGuide(guide), x, num_samples=6, chunk_size=2,
                             backend="export")
     assert torch.allclose(ll, exact, atol=1e-9)
+
+
+def test_a_single_chunk_is_compiled_too(ppca):
+    """Where K fits one chunk, that chunk is still the recorded one (the validating particle
+    runs apart): a guide that cannot be recorded is found out, and said, even then."""
+    W, mu, sigma, x = ppca
+    model, guide = ppca_pair(W, mu, sigma, exact_guide=True)
+
+    with pytest.warns(RuntimeWarning, match="runs eagerly"):
+        ll = log_likelihood(model, BranchingGuide(guide), x, num_samples=5, backend="export")
+    assert torch.allclose(ll, exact_log_likelihood(W, mu, sigma, x), atol=1e-9)
