@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrogen.data import BINARIZATIONS, DATASETS
+from pyrogen.infer.iwae import IWAE_GRADIENTS
 from pyrogen.train.config import OBJECTIVES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
@@ -230,6 +231,9 @@ TRAIN_OPTIONS: dict[str, tuple[Option, ...]] = {
                "(importance-weighted bound) or mcem (Monte Carlo EM on the decoder, the encoder "
                "fitted beside it as a proposal)", choices=OBJECTIVES),
         Option("num_particles", "particles per data point", type=positive_int),
+        Option("iwae_gradient", "iwae: the encoder's gradient estimator, reparam (the bound's "
+               "own) or dreg (doubly reparameterised, Tucker et al. 2019: squared importance "
+               "weights, no score term; runs eagerly)", choices=IWAE_GRADIENTS),
         Option("beta", "weight of the KL term", type=positive_float),
         Option("kl_warmup", "epochs of linear KL warm-up from beta/N to beta (0: none)",
                type=non_negative_int),

@@ -165,6 +165,10 @@ class CompiledLoss(nn.Module):
             loss(x, num_data=60000).backward()
             optim.step()
 
+    A loss that says it cannot be recorded (``exportable`` false, as
+    :class:`~pyrogen.infer.Trace_IWAE` with ``gradient="dreg"``), or that fails to record,
+    runs eagerly through Pyro, with one warning.
+
     :param pyro.infer.ELBO elbo: any Pyro loss with a ``differentiable_loss``.
     :param model: a Pyro model (a ``PyroModule``, so its parameters are found).
     :param guide: its guide.
@@ -200,7 +204,11 @@ class CompiledLoss(nn.Module):
 
     def _loss(self, args: tuple, kwargs: dict) -> Callable:
         """The function to record: an exportable rewrite of Pyro's two trace ELBOs for a
-        fully reparameterised guide, else the loss's own ``differentiable_loss``."""
+        fully reparameterised guide, else the loss's own ``differentiable_loss``, unless the
+        loss says it cannot be recorded (``exportable``)."""
+        if not getattr(self.elbo, "exportable", True):
+            raise _CannotRecord(f"{type(self.elbo).__name__} is not exportable: its gradient "
+                                "hooks would not be recorded")
         if type(self.elbo) in (Trace_ELBO, TraceMeanField_ELBO):
             with poutine.block(), torch.no_grad():
                 guide_trace = poutine.trace(self.guide).get_trace(*args, **kwargs)

@@ -30,6 +30,7 @@ import pyro
 import pyro.distributions
 import pyro.poutine as poutine
 import torch
+from pyro.distributions.util import detach
 from pyro.poutine.util import site_is_subsample
 
 from pyrogen.data.split import Batch
@@ -80,8 +81,11 @@ def log_importance_weights(
 
 
 def _weights_and_guide_trace(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict, num_particles: int
+    model: Callable, guide: Callable, args: tuple, kwargs: dict, num_particles: int,
+    detach_guide: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | float, poutine.Trace]:
+    # detach_guide: log q(z) with the guide's distribution parameters detached (the value z
+    # keeps its path), for the doubly reparameterised gradient of Trace_IWAE
     if int(num_particles) < 1:
         raise ValueError(f"num_particles must be a positive integer, got {num_particles}")
     plate = pyro.plate(_PARTICLES, int(num_particles), dim=-2)
@@ -105,6 +109,8 @@ def _weights_and_guide_trace(
                 shape = torch.Size((int(num_particles), frame.size))
                 if frame.full_size is not None and frame.full_size != frame.size:
                     scale = frame.full_size / frame.size
+            if detach_guide and trace is guide_trace:
+                site = dict(site, fn=detach(site["fn"]))
             log_w = log_w + sign * _site_log_prob(site, shape)
     if shape is None:
         raise ValueError("the model has no sample sites inside a 'data' plate")

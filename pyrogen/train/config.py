@@ -15,6 +15,7 @@ import pyro.infer
 import torch
 
 from pyrogen.infer import Trace_IWAE
+from pyrogen.infer.iwae import IWAE_GRADIENTS
 from pyrogen.infer.mcem import Trace_MCEM
 
 OBJECTIVES = ("elbo", "meanfield", "iwae", "mcem")
@@ -67,6 +68,9 @@ class TrainConfig:
     :param int mcmc_steps: ``"mcem"``: MALA steps after resampling.
     :param float mcmc_step_size: ``"mcem"``: the MALA step size.
     :param int num_particles: particles per data point for the objective.
+    :param str iwae_gradient: ``"iwae"``: the guide's gradient estimator, ``"reparam"`` (the
+        bound's own) or ``"dreg"`` (Tucker et al.'s doubly reparameterised one, run eagerly:
+        ``inductor`` does not apply); see :class:`~pyrogen.infer.Trace_IWAE`.
     :param str lr_schedule: ``constant``, ``exponential`` (``lr * lr_decay**epoch``),
         ``cosine`` (to ``lr_min`` at the last epoch) or ``step`` (``lr *= lr_decay``
         at each epoch in ``lr_milestones``).
@@ -141,6 +145,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     objective: str = "elbo"
     num_particles: int = 1
+    iwae_gradient: str = "reparam"
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -189,6 +194,7 @@ class TrainConfig:
             positive(name, integer=False)
         for name, choices in (
             ("objective", OBJECTIVES),
+            ("iwae_gradient", IWAE_GRADIENTS),
             ("precision", PRECISIONS),
             ("optimizer", OPTIMIZERS),
             ("lr_schedule", SCHEDULES),
@@ -218,6 +224,16 @@ class TrainConfig:
                 "objective 'iwae' with num_particles=1 is the ELBO itself; give num_particles "
                 "(--num-particles) K >= 2, the importance samples per data point (Burda et al. "
                 "use 5 or 50)"
+            )
+        if self.iwae_gradient != "reparam" and self.objective != "iwae":
+            raise ValueError(
+                f"iwae_gradient={self.iwae_gradient!r} is a gradient estimator of the "
+                f"importance-weighted bound; it needs objective 'iwae', got {self.objective!r}"
+            )
+        if self.iwae_gradient == "dreg" and self.inductor:
+            raise ValueError(
+                "inductor compiles the recorded loss, and iwae_gradient 'dreg' runs eagerly "
+                "(torch.export would drop its gradient hooks); drop inductor"
             )
         if self.mcem_proposals < 1 or self.mcmc_steps < 0 or not self.mcmc_step_size > 0:
             raise ValueError(
@@ -284,7 +300,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule": ("lr_schedule", "lr_decay", "lr_min", "lr_milestones"),
     "stopping": ("patience",),
     "svi": ("batch_schedule", "ema_decay", "jit", "inductor", "precision"),
-    "elbo": ("objective", "num_particles", "beta", "kl_warmup", "mcem_proposals", "mcmc_steps",
+    "elbo": ("objective", "num_particles", "iwae_gradient", "beta", "kl_warmup", "mcem_proposals", "mcmc_steps",
              "mcmc_step_size"),
     "adversarial": ("d_steps", "g_steps", "iterations_per_epoch", "d_lr", "watch_classes"),
     "em": ("em", "em_steps", "tol", "init"),
@@ -331,7 +347,7 @@ def batch_size_at(config: TrainConfig, epoch: int) -> int:
 def build_objective(config: TrainConfig) -> pyro.infer.ELBO:
     """The Pyro loss named by ``config.objective``."""
     if config.objective == "iwae":
-        return Trace_IWAE(num_particles=config.num_particles)
+        return Trace_IWAE(num_particles=config.num_particles, gradient=config.iwae_gradient)
     if config.objective == "mcem":
         return Trace_MCEM(num_proposals=config.mcem_proposals, mcmc_steps=config.mcmc_steps,
                           step_size=config.mcmc_step_size)

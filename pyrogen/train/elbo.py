@@ -43,11 +43,13 @@ class ELBOStep(Step):
     def bind(self, trainer: Any) -> None:
         """Build ``config.objective`` (:func:`~pyrogen.train.config.build_objective`) as a
         loss of the facade's model and guide, compiled (:class:`~pyrogen.infer.CompiledLoss`)
-        with ``config.jit`` except for Monte Carlo EM, and register one optimiser,
-        ``"elbo"``, for its parameters."""
+        with ``config.jit`` except for Monte Carlo EM and the doubly reparameterised IWAE
+        gradient, and register one optimiser, ``"elbo"``, for its parameters."""
         config, model = trainer.config, trainer.model
         self.objective = build_objective(config)
-        self.compiled = config.jit and config.objective != "mcem"  # the E-step samples by MCMC
+        # Monte Carlo EM's E-step samples by MCMC; DReG's gradient hooks are not recorded
+        self.compiled = (config.jit and config.objective != "mcem"
+                         and getattr(self.objective, "exportable", True))
         if self.compiled:
             self.loss = CompiledLoss(self.objective, model.model, model.guide,
                                      backend="inductor" if config.inductor else "export")

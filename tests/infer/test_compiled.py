@@ -141,6 +141,29 @@ def test_a_guide_without_rsample_runs_eagerly_and_says_why():
     assert got.item() == pytest.approx(Trace_ELBO().differentiable_loss(model, guide, x).item())
 
 
+def test_the_doubly_reparameterised_iwae_is_not_recorded_and_keeps_its_gradient():
+    """torch.export drops tensor hooks, which would leave DReG's guide gradient the plain
+    reparameterised one without a word: the loss says it is not exportable, and CompiledLoss
+    runs Pyro's eager loss, with one warning, giving Trace_IWAE's own gradients."""
+    pyro.clear_param_store()
+    vae = VAE((1, 4, 4), latent_dim=3, hidden=(8,))
+    x = torch.bernoulli(torch.rand(6, 1, 4, 4))
+    iwae = Trace_IWAE(num_particles=4, gradient="dreg")
+    compiled = CompiledLoss(iwae, vae.model, vae.guide)
+    with pytest.warns(RuntimeWarning, match="runs eagerly.*not exportable"):
+        compiled(x)
+    params = list(vae.parameters())
+    pyro.set_rng_seed(4)
+    got = torch.autograd.grad(compiled(x), params)
+    pyro.set_rng_seed(4)
+    want = torch.autograd.grad(iwae.differentiable_loss(vae.model, vae.guide, x), params)
+    pyro.set_rng_seed(4)
+    plain = torch.autograd.grad(Trace_IWAE(num_particles=4).differentiable_loss(vae.model, vae.guide, x),
+                                params)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert not all(torch.allclose(a, b) for a, b in zip(got, plain))
+
+
 def test_the_recorded_graph_shares_parameters_and_buffers():
     """An optimiser's in-place updates and batch norm's running statistics act on the tensors
     the graph uses."""

@@ -189,6 +189,16 @@ def test_other_objectives_train(data, objective):
     assert history[1]["train_loss"] < history[0]["train_loss"]
 
 
+def test_iwae_with_the_doubly_reparameterised_gradient_trains_eagerly(data, recwarn):
+    """DReG's gradient hooks would be lost in a recorded graph: the trainer runs its loss
+    through Pyro, on purpose and without CompiledLoss's warning."""
+    trainer = make_trainer(data, epochs=2, objective="iwae", num_particles=3,
+                           iwae_gradient="dreg")
+    history = trainer.fit()
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert not any("CompiledLoss" in str(w.message) for w in recwarn)
+
+
 def test_bernoulli_on_grey_levels_is_refused_before_work():
     grey = load_dataset("digits", binarize="none", limit=100)
     with pytest.raises(ValueError, match="likelihood 'bernoulli' needs binary data.*--binarize"):
@@ -211,6 +221,10 @@ def test_shape_mismatch_is_refused(data):
         ({"lr_decay": 2.0}, r"lr_decay must be in \(0, 1\]"),
         ({"objective": "iwae", "beta": 0.5, "num_particles": 5}, "objective 'iwae' .* needs beta=1"),
         ({"objective": "iwae"}, "objective 'iwae' with num_particles=1 is the ELBO itself"),
+        ({"iwae_gradient": "dreg"}, "iwae_gradient='dreg' .* needs objective 'iwae', got 'elbo'"),
+        ({"objective": "iwae", "num_particles": 2, "iwae_gradient": "dreg", "inductor": True},
+         "iwae_gradient 'dreg' runs eagerly .* drop inductor"),
+        ({"iwae_gradient": "score"}, "iwae_gradient must be one of"),
         ({"device": "tpu"}, "device must be a torch device"),
         ({"batch_size": 10**6}, "batch size 1000000 .* is larger than the training split"),
         ({"batch_schedule": [[2, 10**6]]}, "batch size 1000000 .* is larger than the training split"),
