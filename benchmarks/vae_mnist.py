@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size, batch_schedule=args.batch_schedule, lr=args.lr,
         lr_schedule="cosine", lr_min=args.lr_min, ema_decay=args.ema_decay,
         kl_warmup=args.kl_warmup, objective=args.objective, num_particles=args.num_particles,
-        device=args.device, seed=args.seed,
+        iwae_gradient=args.iwae_gradient, device=args.device, seed=args.seed,
     )
     # one fixed Bernoulli draw of the test set (seed 0 whatever the training seed), so every
     # model and every training seed is scored on the same images
@@ -131,6 +131,7 @@ def main(args: argparse.Namespace) -> dict:
         "init": args.init,
         "objective": args.objective,
         "num_particles": args.num_particles,
+        "iwae_gradient": args.iwae_gradient,
         "ema_decay": args.ema_decay,
         "eval_backend": args.eval_backend,
         **last_weights,
@@ -180,6 +181,9 @@ if __name__ == "__main__":
                         "of Burda et al. with --num-particles K samples per image")
     p.add_argument("--num-particles", type=int, default=1,
                    help="particles per image for the gradient (the same bound, less noise)")
+    p.add_argument("--iwae-gradient", choices=("reparam", "dreg"), default="reparam",
+                   help="--objective iwae: the encoder's gradient, reparam (the bound's own) or "
+                        "dreg (Tucker et al.'s doubly reparameterised estimator; runs eagerly)")
     p.add_argument("--init", choices=("default", "glorot"), default="default",
                    help="default: PyTorch's layer init; glorot: Burda et al.'s Glorot-uniform "
                         "weights, zero biases, decoder output bias at the logit of the pixel means")
@@ -189,6 +193,8 @@ if __name__ == "__main__":
             p.error(f"--kl-warmup {args.kl_warmup}: --objective iwae has no KL term to anneal")
         if args.num_particles < 2:
             p.error("--objective iwae needs --num-particles K >= 2 (with one it is the ELBO)")
+    elif args.iwae_gradient != "reparam":
+        p.error(f"--iwae-gradient {args.iwae_gradient}: needs --objective iwae")
     if args.kl_warmup is None:
         args.kl_warmup = 0 if args.objective == "iwae" else 10
     print(json.dumps(main(args)))

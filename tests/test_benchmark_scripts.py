@@ -28,6 +28,7 @@ def test_benchmark_script_imports_and_says_what_it_measures(script, monkeypatch)
 @pytest.mark.parametrize("argv, message", [
     (["--objective", "iwae", "--num-particles", "5", "--kl-warmup", "5"], "no KL term to anneal"),
     (["--objective", "iwae"], "needs --num-particles K >= 2"),
+    (["--iwae-gradient", "dreg"], "--iwae-gradient dreg: needs --objective iwae"),
 ])
 def test_vae_mnist_refuses_what_the_iwae_cannot_take_in_one_line(argv, message, tmp_path):
     import subprocess
