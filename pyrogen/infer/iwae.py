@@ -56,7 +56,9 @@ class Trace_IWAE(ELBO):
     parameters get :math:`\sum_k \tilde w_k \nabla_\theta \log w_k`, as before, and
     the loss's value is the bound either way. The squared weights enter through a
     gradient hook on each guide sample, which ``torch.export`` does not record, so
-    :class:`~pyrogen.infer.CompiledLoss` runs this loss eagerly.
+    :class:`~pyrogen.infer.CompiledLoss` runs this loss eagerly. ``"dreg"`` takes a guide
+    with one latent site (a VAE's): with a hierarchy, holding each site's distribution fixed
+    would also cut the path of :math:`\log q(z_2 \mid z_1)` through :math:`z_1`.
 
     **References**
 
@@ -119,10 +121,19 @@ class Trace_IWAE(ELBO):
         bound = -scale * _logmeanexp(log_w, 0).sum()
         if not dreg or not log_w.requires_grad:
             return bound
+        latents = [name for name in guide_trace.stochastic_nodes
+                   if not site_is_subsample(guide_trace.nodes[name])]
+        if len(latents) != 1:
+            # with several, detaching each site's distribution would also cut the path of
+            # log q(z2 | z1) through z1, which is part of d log w / d z1
+            raise NotImplementedError(
+                f"Trace_IWAE(gradient='dreg') takes a guide with one latent site, got "
+                f"{latents}; use gradient='reparam'"
+            )
         weights = torch.softmax(log_w.detach(), 0)  # (K, batch), normalised over particles
-        for name in guide_trace.stochastic_nodes:
+        for name in latents:
             value = guide_trace.nodes[name]["value"]
-            if site_is_subsample(guide_trace.nodes[name]) or not value.requires_grad:
+            if not value.requires_grad:
                 continue
             # every latent sits in the data plate (log_w refuses others), inside the particles'
             # plate: its value is (K, batch) + event shape

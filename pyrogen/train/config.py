@@ -300,8 +300,8 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule": ("lr_schedule", "lr_decay", "lr_min", "lr_milestones"),
     "stopping": ("patience",),
     "svi": ("batch_schedule", "ema_decay", "jit", "inductor", "precision"),
-    "elbo": ("objective", "num_particles", "iwae_gradient", "beta", "kl_warmup", "mcem_proposals", "mcmc_steps",
-             "mcmc_step_size"),
+    "elbo": ("objective", "num_particles", "iwae_gradient", "beta", "kl_warmup",
+             "mcem_proposals", "mcmc_steps", "mcmc_step_size"),
     "adversarial": ("d_steps", "g_steps", "iterations_per_epoch", "d_lr", "watch_classes"),
     "em": ("em", "em_steps", "tol", "init"),
 }

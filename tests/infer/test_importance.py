@@ -188,6 +188,27 @@ def test_dreg_has_the_reparameterised_gradient_as_its_expectation(ppca):
     assert (stderr > 0).all()
 
 
+def test_dreg_refuses_a_guide_with_two_latent_sites():
+    def model(x):
+        with pyro.plate("data", len(x), dim=-1):
+            a = pyro.sample("a", pyro.distributions.Normal(0.0, 1.0))
+            b = pyro.sample("b", pyro.distributions.Normal(a, 1.0))
+            pyro.sample("x", pyro.distributions.Normal(b, 1.0), obs=x)
+
+    loc = torch.zeros(3, requires_grad=True)
+
+    def guide(x):
+        with pyro.plate("data", len(x), dim=-1):
+            a = pyro.sample("a", pyro.distributions.Normal(loc, 1.0))
+            pyro.sample("b", pyro.distributions.Normal(a, 1.0))
+
+    x = torch.zeros(3)
+    with pytest.raises(NotImplementedError, match=r"one latent site, got \['a', 'b'\]"):
+        Trace_IWAE(num_particles=2, gradient="dreg").differentiable_loss(model, guide, x)
+    loss = Trace_IWAE(num_particles=2).differentiable_loss(model, guide, x)
+    assert torch.isfinite(loss)
+
+
 def test_iwae_refuses_an_unknown_gradient_estimator():
     with pytest.raises(ValueError, match="gradient must be one of"):
         Trace_IWAE(num_particles=2, gradient="stl")
