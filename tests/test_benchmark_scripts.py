@@ -37,3 +37,15 @@ def test_vae_mnist_refuses_what_the_iwae_cannot_take_in_one_line(argv, message, 
                            str(tmp_path), *argv], capture_output=True, text=True)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_vae_mnist_compares_each_objective_with_burdas_figure_for_it(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("benchmark_vae_mnist_reference", BENCHMARKS / "vae_mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.reference_nll("iwae", 5) == 85.54  # Burda et al.'s IWAE, k = 5
+    assert module.reference_nll("iwae", 50) == 84.78
+    assert module.reference_nll("iwae", 3) is None  # not in their table
+    assert module.reference_nll("meanfield", 4) == 86.76  # their VAE, one sample
+    assert module.reference_nll("elbo", 1) == 86.76
