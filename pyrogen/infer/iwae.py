@@ -131,14 +131,12 @@ class Trace_IWAE(ELBO):
                 f"{latents}; use gradient='reparam'"
             )
         weights = torch.softmax(log_w.detach(), 0)  # (K, batch), normalised over particles
-        for name in latents:
-            value = guide_trace.nodes[name]["value"]
-            if not value.requires_grad:
-                continue
-            # every latent sits in the data plate (log_w refuses others), inside the particles'
+        value = guide_trace.nodes[latents[0]]["value"]
+        if value.requires_grad:
+            # the latent sits in the data plate (log_w refuses others), inside the particles'
             # plate: its value is (K, batch) + event shape
             factor = weights.reshape(weights.shape + (1,) * (value.dim() - 2))
-            value.register_hook(lambda grad, factor=factor: grad * factor)
+            value.register_hook(lambda grad: grad * factor)
         surrogate = -scale * (weights * log_w).sum()
         return bound.detach() + (surrogate - surrogate.detach())
 
